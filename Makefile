@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p out
 	$(BIN)/tiercut models
-	$(BIN)/tiercut profile resnet18 --repeat 10 -o $(VENV)/demo-resnet18.json
-	$(BIN)/tiercut show $(VENV)/demo-resnet18.json --top 10
+	$(BIN)/tiercut profile resnet18 -o out/resnet18-here.json
+	$(BIN)/tiercut show out/resnet18-here.json --top 10 --plot out/resnet18-here.png
+	$(BIN)/tiercut predict out/resnet18-here.json --speed 0.1 --name device-10x-slower -o out/resnet18-device.json
+	$(BIN)/tiercut show out/resnet18-device.json --top 5
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

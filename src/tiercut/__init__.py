@@ -1,2 +1,20 @@
-"""tiercut: run one neural network across device, edge and cloud, cut where it is fastest."""
+"""tiercut: run one neural network across device, edge and cloud, cut where it is fastest.
+
+The data flow: ``trace`` a model into a Graph, ``profile_model`` it on each host into a
+Profile, and ``split`` the graph by a node-to-stage assignment into Stages.
+"""
+from .errors import (AssignmentError, ExampleInputError, GraphError, ProfileError, TiercutError,
+                     TraceError, UnknownModelError)
+from .graph import Graph, Node, TensorMeta
+from .profile import NodeProfile, Profile
+from .profiler import ProfileSettings, profile_model
+from .split import Stage, run_stages, split
+from .trace import trace
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AssignmentError", "ExampleInputError", "Graph", "GraphError", "Node", "NodeProfile",
+    "Profile", "ProfileError", "ProfileSettings", "Stage", "TensorMeta", "TiercutError",
+    "TraceError", "UnknownModelError", "profile_model", "run_stages", "split", "trace",
+]

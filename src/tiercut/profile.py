@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ProfileError
+from .graph import INPUT_OP, Graph
 
 FORMAT = "tiercut-profile/1"
 
@@ -94,8 +95,8 @@ class Profile:
             extra = {k: raw[k] for k in raw if k in known}
             extra["inputs"] = tuple(_str_list(raw["inputs"], f"{where}: 'inputs'"))
             nodes.append(NodeProfile(**extra))
-        inputs = tuple(ModelInput(**{**i, "shape": tuple(i.get("shape", ()))})
-                       for i in data.get("inputs", ()))
+        inputs = tuple(_model_input(raw, f"{source}: model input {i}")
+                       for i, raw in enumerate(_list(data.get("inputs", []), f"{source}: 'inputs'")))
         kwargs = {k: data[k] for k in ("model_latency_s", "model_latency_spread_s", "batch",
                                        "settings", "predicted") if k in data}
         try:
@@ -106,13 +107,32 @@ class Profile:
             raise ProfileError(f"{source}: {exc}") from None
 
     @classmethod
+    def from_graph(cls, graph: Graph, latency_s: dict[str, float] | None = None,
+                   spread_s: dict[str, float] | None = None, **fields: Any) -> Profile:
+        """A profile with ``graph``'s structure; latencies default to 0 (to be predicted)."""
+        latency_s, spread_s = latency_s or {}, spread_s or {}
+        nodes = tuple(
+            NodeProfile(name=n.name, inputs=n.inputs, latency_s=latency_s.get(n.name, 0.0),
+                        latency_spread_s=spread_s.get(n.name, 0.0), output_bytes=n.output_bytes,
+                        op=n.op, flops=n.flops, param_bytes=n.param_bytes)
+            for n in graph.compute_nodes
+        )
+        inputs = tuple(ModelInput(n.name, n.output_bytes, n.outputs[0].shape, n.outputs[0].dtype)
+                       for n in graph if n.op == INPUT_OP)
+        fields.setdefault("host", {})
+        return cls(model=graph.name, input_bytes=graph.input_bytes, outputs=graph.outputs,
+                   nodes=nodes, inputs=inputs, **fields)
+
+    @classmethod
     def load(cls, path: str | Path) -> Profile:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ProfileError(f"profile file {str(path)!r} does not exist") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProfileError(f"{path}: not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise ProfileError(f"cannot read profile file {str(path)!r}: {exc.strerror}") from None
         return cls.from_dict(data, source=str(path))
 
 
@@ -120,6 +140,20 @@ def _require(data: dict, fields: tuple[str, ...], where: str) -> None:
     missing = [f for f in fields if f not in data]
     if missing:
         raise ProfileError(f"{where}: missing required field(s) {', '.join(map(repr, missing))}")
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise ProfileError(f"{where} must be a list, got {value!r}")
+    return value
+
+
+def _model_input(raw: Any, where: str) -> ModelInput:
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: a model input is a JSON object, got {raw!r}")
+    _require(raw, ("name", "bytes"), where)
+    known = {k: raw[k] for k in raw if k in ModelInput.__dataclass_fields__}
+    return ModelInput(**{**known, "shape": tuple(_list(raw.get("shape", []), f"{where}: 'shape'"))})
 
 
 def _str_list(value: Any, where: str) -> list[str]:
@@ -147,8 +181,32 @@ def _validate(p: Profile) -> None:
     for label in ("model_latency_s", "model_latency_spread_s"):
         if getattr(p, label) is not None:
             _number(getattr(p, label), f"'{label}'")
+    _number(p.batch, "'batch'", integer=True)
+    if p.batch < 1:
+        raise ProfileError(f"'batch' must be >= 1, got {p.batch!r}")
+    if not isinstance(p.settings, dict):
+        raise ProfileError(f"'settings' must be an object, got {p.settings!r}")
+    if p.predicted is not None and not isinstance(p.predicted, dict):
+        raise ProfileError(f"'predicted' must be an object or null, got {p.predicted!r}")
+    for n in p.nodes:
+        if not isinstance(n.name, str) or not n.name:
+            raise ProfileError(f"node name must be a non-empty string, got {n.name!r}")
+        if not isinstance(n.op, str):
+            raise ProfileError(f"node {n.name!r}: 'op' must be a string, got {n.op!r}")
     position = {n.name: i for i, n in enumerate(p.nodes)}
+    for m in p.inputs:
+        if not isinstance(m.name, str) or not m.name:
+            raise ProfileError(f"model input name must be a non-empty string, got {m.name!r}")
     input_names = {i.name for i in p.inputs}
+    for m in p.inputs:
+        where = f"model input {m.name!r}"
+        if m.name in position or sum(o.name == m.name for o in p.inputs) > 1:
+            raise ProfileError(f"{where} appears twice (as a node or as another model input)")
+        _number(m.bytes, f"{where}: 'bytes'", integer=True)
+        for d in m.shape:
+            _number(d, f"{where}: 'shape'", integer=True)
+        if not isinstance(m.dtype, str):
+            raise ProfileError(f"{where}: 'dtype' must be a string, got {m.dtype!r}")
     if len(position) != len(p.nodes):
         dup = next(n.name for i, n in enumerate(p.nodes) if position[n.name] != i)
         raise ProfileError(f"node name {dup!r} appears twice")

@@ -15,9 +15,9 @@ import torch.fx as fx
 from torch import nn
 
 from .alloc import keep_freed_memory
-from .graph import INPUT_OP, Graph
+from .graph import Graph
 from .host import host_facts
-from .profile import ModelInput, NodeProfile, Profile
+from .profile import Profile
 from .trace import trace
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -73,18 +73,12 @@ def profile_graph(graph: Graph, model: nn.Module, inputs: tuple, settings: Profi
         host = host_facts()
     finally:
         torch.set_num_threads(previous_threads)
-    nodes = tuple(
-        NodeProfile(name=n.name, inputs=n.inputs, latency_s=_median(node_times[n.name]),
-                    latency_spread_s=_iqr(node_times[n.name]), output_bytes=n.output_bytes,
-                    op=n.op, flops=n.flops, param_bytes=n.param_bytes)
-        for n in graph.compute_nodes
-    )
-    model_inputs = tuple(ModelInput(n.name, n.output_bytes, n.outputs[0].shape, n.outputs[0].dtype)
-                         for n in graph if n.op == INPUT_OP)
     batch = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
-    return Profile(
-        model=graph.name, host=host, input_bytes=graph.input_bytes, outputs=graph.outputs,
-        nodes=nodes, inputs=model_inputs, model_latency_s=_median(model_times),
+    return Profile.from_graph(
+        graph,
+        latency_s={n: _median(t) for n, t in node_times.items()},
+        spread_s={n: _iqr(t) for n, t in node_times.items()},
+        host=host, model_latency_s=_median(model_times),
         model_latency_spread_s=_iqr(model_times), batch=batch,
         settings={"threads": host["threads"], "repeat": settings.repeat,
                   "warmup": settings.warmup, "capture": graph.method},

@@ -6,9 +6,12 @@ FLOPs come from running the example through the captured module.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import operator
 import traceback
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.fx as fx
@@ -86,7 +89,8 @@ def _capture(model: nn.Module, args: tuple, name: str) -> tuple[fx.GraphModule, 
         fx_error = (f"{type(fx_exc).__name__}: {fx_exc} (in module {where!r}, after node "
                     f"{tracer.last_node!r}, at {_user_frame(fx_exc)})")
     try:
-        exported = torch.export.export(model, args, strict=False)
+        with _quiet_torch_logs():
+            exported = torch.export.export(model, args, strict=False)
     except Exception as export_exc:
         first = str(export_exc).strip().splitlines()[0] if str(export_exc).strip() else ""
         raise TraceError(
@@ -101,6 +105,19 @@ def _capture(model: nn.Module, args: tuple, name: str) -> tuple[fx.GraphModule, 
             gm.graph.erase_node(node)
     gm.recompile()
     return gm, "export"
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """torch.export logs its failures at length; the TraceError we raise says what matters."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # it also prints graphs to stderr
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _user_frame(exc: BaseException) -> str:
