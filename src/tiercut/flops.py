@@ -21,7 +21,7 @@ FREE_KINDS = frozenset({
     "getattr", "unsqueeze", "squeeze", "expand", "cat", "stack", "chunk", "split", "identity",
     "dropout", "embedding", "t", "clone", "to", "type_as", "unflatten", "slice", "select",
     "_assert", "detach", "alias", "_unsafe_view", "max_pool_with_indices", "zeros", "ones",
-    "arange", "full", "new_zeros", "new_ones",
+    "arange", "full", "new_zeros", "new_ones", "ones_like", "zeros_like", "full_like", "expand_as",
 })
 # Elementwise-ish ops that cost several FLOPs per output element.
 PER_ELEMENT = {
