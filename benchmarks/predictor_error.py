@@ -23,8 +23,8 @@ SLOW_NODE_S = 1e-4
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--models", default=None,
                     help="comma-separated zoo names or module:factory paths (default: the zoo)")
     args = ap.parse_args()

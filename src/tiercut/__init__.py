@@ -7,6 +7,7 @@ from .errors import (AssignmentError, ExampleInputError, GraphError, ProfileErro
                      TraceError, UnknownModelError)
 from .graph import Graph, Node, TensorMeta
 from .profile import NodeProfile, Profile
+from .predict import LatencyPredictor, scale_profile
 from .profiler import ProfileSettings, profile_model
 from .split import Stage, run_stages, split
 from .trace import trace
@@ -14,7 +15,9 @@ from .trace import trace
 __version__ = "0.1.0"
 
 __all__ = [
-    "AssignmentError", "ExampleInputError", "Graph", "GraphError", "Node", "NodeProfile",
+    "AssignmentError", "ExampleInputError", "Graph", "GraphError", "LatencyPredictor", "Node",
+    "NodeProfile",
     "Profile", "ProfileError", "ProfileSettings", "Stage", "TensorMeta", "TiercutError",
-    "TraceError", "UnknownModelError", "profile_model", "run_stages", "split", "trace",
+    "TraceError", "UnknownModelError", "profile_model", "run_stages", "scale_profile", "split",
+    "trace",
 ]

@@ -53,7 +53,11 @@ def models() -> None:
     from . import zoo
     from .trace import trace
 
-    table = Table("model", "nodes", "params", "GFLOPs", "input", "summary")
+    from .flops import macs
+
+    table = Table("model", "nodes", "params", "GFLOPs", "GMACs", "input",
+                  caption="FLOPs count every op, a multiply-add as 2; MACs count conv/linear/"
+                  "matmul multiply-adds, as published tables do")
     with console.status("tracing the zoo"):
         for name in zoo.names():
             entry = zoo.entry(name)
@@ -61,8 +65,9 @@ def models() -> None:
             graph = trace(model, entry.example_inputs(), name=name)
             params = sum(p.numel() for p in model.parameters())
             shapes = " ".join("x".join(map(str, s.shape)) for s in entry.inputs)
+            gmacs = sum(macs(n.op, n.flops) for n in graph) / 1e9
             table.add_row(name, str(len(graph.compute_nodes)), _si(params),
-                          f"{graph.flops / 1e9:.2f}", shapes, entry.summary)
+                          f"{graph.flops / 1e9:.2f}", f"{gmacs:.3f}", shapes)
     console.print(table)
 
 
@@ -143,7 +148,7 @@ def predict(
                                           help="the target host is SPEED x as fast as SOURCE's"),
     fit: Optional[str] = typer.Option(None, "--fit", help="comma-separated profiles measured on "
                                       "the target host, to fit a latency regression on"),
-    name: str = typer.Option("predicted", "--name", help="the target host's name"),
+    name: str = typer.Option("predicted-host", "--name", help="the target host's name"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape"),
 ) -> None:
     """Write a tiercut-profile/1 for a host you do not have, marked as predicted."""
