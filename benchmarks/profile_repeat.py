@@ -18,7 +18,8 @@ def main() -> None:
     ap.add_argument("--min-ms", type=float, default=0.5)
     args = ap.parse_args()
     settings = ProfileSettings(threads=args.threads, repeat=args.repeat)
-    print(f"{'model':<16}{'nodes>0.5ms':>12}{'median rel diff':>17}{'p90 rel diff':>14}")
+    print(f"{'model':<16}{'nodes>0.5ms':>12}{'median rel diff':>17}{'p90 rel diff':>14}"
+          f"{'whole ms (a, b)':>20}")
     for name in args.models.split(","):
         entry = zoo.entry(name)
         model, inputs = entry.build(), entry.example_inputs()
@@ -31,7 +32,8 @@ def main() -> None:
             print(f"{name:<16}{0:>12}  (no node slower than {args.min_ms} ms)")
             continue
         p90 = statistics.quantiles(diffs, n=10)[-1] if len(diffs) > 1 else diffs[0]
-        print(f"{name:<16}{len(diffs):>12}{statistics.median(diffs):>16.1%}{p90:>14.1%}")
+        print(f"{name:<16}{len(diffs):>12}{statistics.median(diffs):>16.1%}{p90:>14.1%}"
+              f"{a.model_latency_s * 1e3:>11.2f},{b.model_latency_s * 1e3:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -119,10 +119,13 @@ def show(
         prof = Profile.load(path)
     except TiercutError as exc:
         _fail(exc)
-    host = prof.host
-    console.print(f"[bold]{prof.model}[/bold] on {host.get('name', '?')} ({host.get('cpu', '?')}, "
-                  f"{host.get('threads', '?')} threads, torch {host.get('torch', '?')})"
-                  f"{'  [yellow]predicted: ' + str(prof.predicted) + '[/yellow]' if prof.predicted else ''}")
+    facts = [str(prof.host[k]) for k in ("cpu",) if prof.host.get(k)]
+    facts += [f"{prof.host['threads']} threads"] if prof.host.get("threads") else []
+    facts += [f"torch {prof.host['torch']}"] if prof.host.get("torch") else []
+    console.print(f"[bold]{prof.model}[/bold] on {prof.host.get('name', '?')}"
+                  f"{' (' + ', '.join(facts) + ')' if facts else ''}", highlight=False)
+    if prof.predicted:
+        console.print(f"[yellow]predicted, not measured:[/yellow] {prof.predicted}", highlight=False)
     whole = f"{prof.model_latency_s * 1e3:.2f} ms" if prof.model_latency_s else "not measured"
     console.print(f"{len(prof.nodes)} nodes, input {_bytes(prof.input_bytes)}, Σ nodes "
                   f"{prof.total_latency_s * 1e3:.2f} ms, whole model {whole}")
