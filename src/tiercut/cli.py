@@ -182,6 +182,92 @@ def predict(
                   f"{result.total_latency_s * 1e3:.2f} ms -> {output}")
 
 
+def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise typer.BadParameter(f"{flag} {item!r} must look like KEY=VALUE")
+        out.append((key, value))
+    return out
+
+
+@app.command("plan")
+def plan_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="profile this model here and "
+                                        "derive hosts by speed factor (device=x0.1 edge=x1 "
+                                        "cloud=x5 unless --tier says otherwise)"),
+    tier: list[str] = typer.Option([], "--tier", help="TIER=P1[,P2...]: candidate hosts, each a "
+                                   "profile JSON or (with --model) xSPEED"),
+    link: list[str] = typer.Option([], "--link", help="A-B=RATE[,DELAY], A and B tiers or hosts"),
+    scenario_file: Optional[Path] = typer.Option(None, "--scenario", help="YAML or TOML scenario"),
+    objective: str = typer.Option("latency", "--objective", help="latency or energy"),
+    pin: list[str] = typer.Option([], "--pin", help="NODE=TIER"),
+    forbid: list[str] = typer.Option([], "--forbid", help="NODE=TIER"),
+    use_tier: list[str] = typer.Option([], "--use-tier"),
+    skip_tier: list[str] = typer.Option([], "--skip-tier"),
+    max_bytes: list[str] = typer.Option([], "--max-bytes", help="TIER_A-TIER_B=BYTES"),
+    no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
+    method: str = typer.Option("auto", "--method", help="auto, chain, mincut, milp or brute"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Choose the placement across tiers that minimises latency (or device energy)."""
+    import json as _json
+
+    from .planner import Constraints, baseline, plan
+    from .planner.flags import scenario_from_flags
+
+    try:
+        scenario = scenario_from_flags(model, tier, [kv for kv in _pairs(link, "--link")],
+                                       scenario_file, not no_return, console)
+        def number(flag: str, text: str) -> float:
+            try:
+                return float(text)
+            except ValueError:
+                raise typer.BadParameter(f"{flag} value {text!r} is not a number") from None
+
+        constraints = Constraints(
+            pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
+            use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
+            max_bytes={k: number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")})
+        result = plan(scenario, objective, constraints, method)
+        device = baseline(scenario, scenario.tiers[0])
+        top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
+    except TiercutError as exc:
+        _fail(exc)
+    if as_json:
+        data = result.to_dict()
+        data["baselines"] = {f"all-{scenario.tiers[0]}": device.total_s,
+                             **({f"all-{scenario.tiers[-1]}": top.total_s} if top else {})}
+        print(_json.dumps(data, indent=1))
+        return
+    _print_plan(result, device, top)
+
+
+def _print_plan(result, device, top) -> None:  # noqa: ANN001
+    by_tier: dict[str, list[str]] = {}
+    for node, t in result.assignment.items():
+        by_tier.setdefault(t, []).append(node)
+    table = Table("tier", "host", "nodes", "first .. last", "compute ms",
+                  title=f"{result.model}: {result.objective} plan by {result.method}")
+    for t, host in result.hosts.items():
+        nodes = by_tier.get(t, [])
+        span = f"{nodes[0]} .. {nodes[-1]}" if nodes else "-"
+        table.add_row(t, host or "-", str(len(nodes)), span,
+                      f"{result.tier_seconds.get(t, 0.0) * 1e3:.2f}")
+    console.print(table)
+    hops = Table("hop", "tensors", "bytes", "ms (transfer + latency)")
+    for h in result.hops:
+        names = ", ".join(h.tensors[:4]) + (f" +{len(h.tensors) - 4}" if len(h.tensors) > 4 else "")
+        hops.add_row(f"{h.src}->{h.dst}", names, _bytes(h.bytes), f"{h.seconds * 1e3:.2f}")
+    if result.hops:
+        console.print(hops)
+    console.print(f"return of the outputs: {result.return_s * 1e3:.2f} ms")
+    console.print(f"[bold]predicted total {result.total_s * 1e3:.2f} ms[/bold]   baselines: "
+                  f"{device.method} {device.total_s * 1e3:.2f} ms"
+                  + (f", {top.method} {top.total_s * 1e3:.2f} ms" if top else ""))
+
+
 def _node_table(title: str, nodes) -> Table:  # noqa: ANN001
     table = Table("node", "op", "latency ms", "± iqr", "output", "MFLOPs", title=title)
     for n in nodes:

@@ -1,0 +1,145 @@
+"""From a Scenario to Problems: which routes exist, and each route's arrays.
+
+Routes enumerate which tiers the data passes through (the device always) and which candidate
+host serves each; the min-cut and the other exact algorithms then solve one route at a time.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from .problem import INF, Problem, Route, Side
+from .scenario import Host, Scenario, ScenarioError
+
+OBJECTIVES = ("latency", "energy")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    pin: dict[str, str] = field(default_factory=dict)  # node -> tier it must run on
+    forbid: tuple[tuple[str, str], ...] = ()  # (node, tier) pairs it must not run on
+    use_tiers: tuple[str, ...] = ()  # tiers that must run at least one node
+    skip_tiers: tuple[str, ...] = ()  # tiers that must run nothing (data may not pass either)
+    only_hosts: tuple[str, ...] = ()  # if given, use only these hosts
+    never_hosts: tuple[str, ...] = ()
+    max_bytes: dict[str, float] = field(default_factory=dict)  # "a-b" (tiers) -> bytes per request
+    max_seconds: dict[str, float] = field(default_factory=dict)  # tier -> compute seconds
+    max_share: dict[str, float] = field(default_factory=dict)  # tier -> fraction of the total
+
+    def check_names(self, scenario: Scenario, node_names: set[str]) -> None:
+        hosts = [h.name for h in scenario.hosts]
+        for node in [*self.pin, *(n for n, _ in self.forbid)]:
+            if node not in node_names:
+                sample = sorted(node_names)[:8]
+                raise ScenarioError(f"constraint names unknown node {node!r}; nodes are e.g. {sample}")
+        for tier in [*self.pin.values(), *(t for _, t in self.forbid), *self.use_tiers,
+                     *self.skip_tiers, *self.max_seconds, *self.max_share]:
+            scenario.tier_index(tier)
+        for host in [*self.only_hosts, *self.never_hosts]:
+            if host not in hosts:
+                raise ScenarioError(f"constraint names unknown host {host!r}; hosts are {hosts}")
+        for hop in self.max_bytes:
+            a, _, b = hop.partition("-")
+            scenario.tier_index(a), scenario.tier_index(b)
+
+
+def routes(scenario: Scenario, constraints: Constraints = Constraints()) -> Iterator[Route]:
+    """Every chain of used tiers starting at the device, with every allowed host choice."""
+    tiers = scenario.tiers
+    skipped = {scenario.tier_index(t) for t in constraints.skip_tiers}
+    required = {scenario.tier_index(t) for t in constraints.use_tiers}
+    optional = [i for i in range(1, len(tiers)) if i not in skipped]
+    for r in range(len(optional) + 1):
+        for chosen in itertools.combinations(optional, r):
+            used = (0, *chosen)
+            if not required <= set(used):
+                continue
+            choices = [_allowed_hosts(scenario, tiers[t], constraints) for t in used]
+            for hosts in itertools.product(*choices):
+                yield Route(used, tuple(h.name for h in hosts))
+
+
+def _allowed_hosts(scenario: Scenario, tier: str, c: Constraints) -> list[Host]:
+    return [h for h in scenario.hosts_of(tier)
+            if (not c.only_hosts or h.name in c.only_hosts) and h.name not in c.never_hosts]
+
+
+def build(scenario: Scenario, route: Route, objective: str = "latency",
+          constraints: Constraints = Constraints()) -> tuple[Problem, Side]:
+    """The route's Problem, and the side constraints only the integer program carries."""
+    if objective not in OBJECTIVES:
+        raise ScenarioError(f"objective {objective!r} is not one of {OBJECTIVES} here")
+    hosts = [scenario.host(name) for name in route.hosts]
+    profile = hosts[0].profile
+    inputs = [i.name for i in profile.inputs] or ["input"]
+    input_bytes = [i.bytes for i in profile.inputs] or [profile.input_bytes]
+    names = [*inputs, *(n.name for n in profile.nodes)]
+    index = {name: i for i, name in enumerate(names)}
+    preds = [()] * len(inputs) + [
+        tuple(index[s] for s in n.inputs) if n.inputs else tuple(range(len(inputs)))
+        for n in profile.nodes]
+    out_bytes = [*input_bytes, *(n.output_bytes for n in profile.nodes)]
+    m = len(route.tiers)
+    fwd = [scenario.link(hosts[i - 1], hosts[i]) for i in range(1, m)]
+    back = [scenario.link(hosts[i], hosts[i - 1]) for i in range(1, m)]
+    # Latency weighs every second 1; device energy weighs device compute by its compute power,
+    # the device's own hop by its radio power, and everything else 0.
+    device = hosts[0]
+    energy = objective == "energy"
+    compute_w = [device.compute_power_w if label == 0 else 0.0 for label in range(m)] \
+        if energy else [1.0] * m
+    hop_w = [0.0] + ([device.radio_power_w if i == 1 else 0.0 for i in range(1, m)]
+                     if energy else [1.0] * (m - 1))
+    per_byte = [0.0] + [fwd[i - 1].seconds_per_byte * hop_w[i] for i in range(1, m)]
+    back_s = [0.0]  # cost per byte of a reply computed at each label, back to the device
+    for i in range(1, m):
+        back_s.append(back_s[-1] + back[i - 1].seconds_per_byte * hop_w[i])
+    returned = set(profile.outputs) if scenario.return_outputs else set()
+    tier_of_label = [scenario.tiers[t] for t in route.tiers]
+    forbidden = set(constraints.forbid)
+    unary = [tuple([0.0] + [INF] * (m - 1))] * len(inputs)
+    latencies = [[n.latency_s * h.load for n in h.profile.nodes] for h in hosts]
+    for k, node in enumerate(profile.nodes):
+        pinned = constraints.pin.get(node.name)
+        row = []
+        for label in range(m):
+            tier = tier_of_label[label]
+            if (pinned is not None and pinned != tier) or (node.name, tier) in forbidden:
+                row.append(INF)
+                continue
+            cost = latencies[label][k] * compute_w[label]
+            if node.name in returned:
+                cost += node.output_bytes * back_s[label]
+            row.append(cost)
+        unary.append(tuple(row))
+    constant = sum(hop_w[i] * fwd[i - 1].latency_s for i in range(1, m)) * (not energy)
+    if scenario.return_outputs and not energy:
+        constant += sum(link.latency_s for link in back)
+    problem = Problem(tuple(names), tuple(preds), tuple(float(b) for b in out_bytes),
+                      tuple(unary), tuple(per_byte), constant, n_inputs=len(inputs))
+    side = _side(scenario, route, constraints, hosts, latencies, len(inputs))
+    return problem, side
+
+
+def _side(scenario: Scenario, route: Route, c: Constraints, hosts: list[Host],
+          latencies: list[list[float]], n_inputs: int) -> Side:
+    profile = hosts[0].profile
+    tiers = [scenario.tiers[t] for t in route.tiers]
+    label = {tier: i for i, tier in enumerate(tiers)}
+    compute_s = [tuple([0.0] * len(hosts))] * n_inputs + [
+        tuple(latencies[lab][k] for lab in range(len(hosts))) for k in range(len(profile.nodes))]
+    params = [0.0] * n_inputs + [float(n.param_bytes) for n in profile.nodes]
+    max_bytes = []
+    for hop, cap in c.max_bytes.items():
+        a, _, b = hop.partition("-")
+        for i in range(1, len(tiers)):
+            if (tiers[i - 1], tiers[i]) == (a, b):
+                max_bytes.append((i, float(cap)))
+    return Side(
+        compute_s=tuple(compute_s), param_bytes=tuple(params), max_bytes=tuple(max_bytes),
+        max_seconds=tuple((label[t], float(s)) for t, s in c.max_seconds.items() if t in label),
+        max_share=tuple((label[t], float(s)) for t, s in c.max_share.items() if t in label),
+        max_memory=tuple((i, float(h.memory_bytes)) for i, h in enumerate(hosts)
+                         if h.memory_bytes is not None),
+        min_nodes=tuple(label[t] for t in c.use_tiers if t in label))

@@ -1,0 +1,73 @@
+"""Plan: node -> tier and host, what crosses each hop, and the predicted cost. Plain data."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from .build import Constraints, build
+from .problem import Route, crossing, evaluate
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Hop:
+    src: str  # tier
+    dst: str
+    src_host: str
+    dst_host: str
+    tensors: tuple[str, ...]
+    bytes: int
+    seconds: float  # transfer plus one-way latency
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    objective: str
+    value: float  # the objective's value (seconds for latency, joules for energy)
+    total_s: float  # predicted latency of one request, whatever the objective
+    method: str
+    route: Route
+    assignment: dict[str, str]  # node -> tier
+    hosts: dict[str, str | None]  # tier -> host, None for a tier the data does not visit
+    tier_seconds: dict[str, float]  # compute seconds per visited tier
+    hops: tuple[Hop, ...]
+    return_s: float  # the outputs' trip back to the device (0 when not counted)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["route"] = {"tiers": list(self.route.tiers), "hosts": list(self.route.hosts)}
+        data["predicted"] = {"total_s": self.total_s, "objective": self.objective,
+                             "value": self.value}
+        data["bytes"] = {f"{h.src}-{h.dst}": h.bytes for h in self.hops}
+        data["hops"] = [{**asdict(h), "tensors": list(h.tensors)} for h in self.hops]
+        return data
+
+
+def describe(scenario: Scenario, route: Route, labels: Sequence[int], objective: str,
+             value: float, method: str) -> Plan:
+    """Turn a route and its labels into a Plan, with the latency breakdown."""
+    problem, side = build(scenario, route, "latency", Constraints())
+    names, tiers = problem.names, [scenario.tiers[t] for t in route.tiers]
+    first = problem.n_inputs
+    hops = []
+    for i, tensors in enumerate(crossing(problem, labels)):
+        if i == 0:
+            continue
+        sent = sum(problem.out_bytes[u] for u in tensors)
+        link = scenario.link(scenario.host(route.hosts[i - 1]), scenario.host(route.hosts[i]))
+        hops.append(Hop(tiers[i - 1], tiers[i], route.hosts[i - 1], route.hosts[i],
+                        tuple(names[u] for u in tensors), int(sent),
+                        sent * problem.per_byte[i] + link.latency_s))
+    tier_seconds = {t: 0.0 for t in tiers}
+    for v in range(first, len(names)):
+        tier_seconds[tiers[labels[v]]] += side.compute_s[v][labels[v]]
+    total = evaluate(problem, labels)
+    return_s = total - sum(tier_seconds.values()) - sum(h.seconds for h in hops)
+    hosts = {t: None for t in scenario.tiers}
+    hosts.update(dict(zip(tiers, route.hosts)))
+    return Plan(
+        model=scenario.hosts[0].profile.model, objective=objective, value=value, total_s=total,
+        method=method, route=route,
+        assignment={names[v]: tiers[labels[v]] for v in range(first, len(names))},
+        hosts=hosts, tier_seconds=tier_seconds, hops=tuple(hops), return_s=max(0.0, return_s))

@@ -1,0 +1,118 @@
+"""The planner's front door: try every route, solve each with the fastest exact method.
+
+Chains go to dynamic programming, DAGs to the K-tier min-cut, and constraints min-cut cannot
+carry (bytes per hop, seconds or share per tier, memory, tiers that must be used) to the
+integer program. The plan says which method answered.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from . import brute, chain
+from .build import Constraints, build, routes
+from .plan import Plan, describe
+from .problem import INF, Problem, Route, Side, side_violations
+from .scenario import Scenario, ScenarioError
+
+METHODS = ("auto", "chain", "mincut", "milp", "brute")
+
+
+class InfeasibleError(ScenarioError):
+    """No placement honours every constraint; the message names a conflicting set."""
+
+
+def _solver(name: str) -> Callable[..., tuple[float, tuple[int, ...]]]:
+    if name == "mincut":
+        from . import mincut
+        return lambda p, s: mincut.solve(p)
+    if name == "milp":
+        from . import milp
+        return milp.solve
+    if name == "chain":
+        return lambda p, s: chain.solve(p)
+    return lambda p, s: brute.solve(p)
+
+
+def pick_method(problem: Problem, side: Side) -> str:
+    if not side.empty:
+        return "milp"
+    return "chain" if chain.is_chain(problem) else "mincut"
+
+
+def plan(scenario: Scenario, objective: str = "latency", constraints: Constraints = Constraints(),
+         method: str = "auto") -> Plan:
+    if method not in METHODS:
+        raise ScenarioError(f"method {method!r} is not one of {METHODS}")
+    profile = scenario.hosts[0].profile
+    constraints.check_names(scenario, {n.name for n in profile.nodes})
+    best: tuple[float, Route | None, tuple[int, ...], str] = (INF, None, (), "")
+    for route in routes(scenario, constraints):
+        problem, side = build(scenario, route, objective, constraints)
+        name = pick_method(problem, side) if method == "auto" else method
+        if name == "chain" and not chain.is_chain(problem):
+            raise ScenarioError("method 'chain' needs a chain: every node reading the one before")
+        value, labels = _solver(name)(problem, side)
+        if name != "milp" and labels and side_violations(problem, side, labels):
+            name = "milp"  # the fast answer breaks a side constraint: solve it exactly
+            value, labels = _solver(name)(problem, side)
+        if value < best[0]:
+            best = (value, route, labels, name)
+    value, route, labels, name = best
+    if route is None:
+        raise InfeasibleError(_conflict(scenario, objective, constraints))
+    return describe(scenario, route, labels, objective, value, name)
+
+
+def baseline(scenario: Scenario, tier: str) -> Plan:
+    """Everything on one tier (its first candidate host): all-device, all-cloud."""
+    t = scenario.tier_index(tier)
+    host = scenario.hosts_of(tier)
+    if not host:
+        raise ScenarioError(f"tier {tier!r} has no host")
+    route = Route((0,), (host[0].name,)) if t == 0 else Route(
+        (0, t), (scenario.hosts_of(scenario.tiers[0])[0].name, host[0].name))
+    problem, _ = build(scenario, route)
+    labels = [0] * problem.n_inputs + [len(route.tiers) - 1] * (len(problem.names) - problem.n_inputs)
+    return describe(scenario, route, labels, "latency", 0.0, f"all-{tier}")
+
+
+def _items(c: Constraints) -> list[tuple[str, tuple]]:
+    items: list[tuple[str, tuple]] = [("pin", kv) for kv in c.pin.items()]
+    items += [("forbid", f) for f in c.forbid]
+    items += [("use_tiers", (t,)) for t in c.use_tiers]
+    items += [("skip_tiers", (t,)) for t in c.skip_tiers]
+    items += [("max_bytes", kv) for kv in c.max_bytes.items()]
+    items += [("max_seconds", kv) for kv in c.max_seconds.items()]
+    items += [("max_share", kv) for kv in c.max_share.items()]
+    items += [("only_hosts", tuple(c.only_hosts))] if c.only_hosts else []
+    items += [("never_hosts", (h,)) for h in c.never_hosts]
+    return items
+
+
+def _from_items(items: list[tuple[str, tuple]]) -> Constraints:
+    fields: dict = {"pin": {}, "forbid": (), "use_tiers": (), "skip_tiers": (), "max_bytes": {},
+                    "max_seconds": {}, "max_share": {}, "only_hosts": (), "never_hosts": ()}
+    for kind, value in items:
+        if isinstance(fields[kind], dict):
+            fields[kind] = {**fields[kind], value[0]: value[1]}
+        elif kind == "forbid":
+            fields[kind] = (*fields[kind], value)
+        else:
+            fields[kind] = (*fields[kind], *value)
+    return Constraints(**fields)
+
+
+def _conflict(scenario: Scenario, objective: str, c: Constraints) -> str:
+    """A minimal set of constraints that cannot hold together (a deletion filter)."""
+    kept = _items(c)
+    for item in list(kept):
+        trial = [i for i in kept if i != item]
+        try:
+            plan(scenario, objective, _from_items(trial))
+        except InfeasibleError:
+            kept = trial  # still infeasible without it: not part of the conflict
+    if not kept:
+        return "no placement is possible: the scenario has no route from the device"
+    words = ", ".join(f"{kind} {'='.join(map(str, value))}" for kind, value in kept)
+    return f"these constraints cannot all hold: {words}"
+
