@@ -210,6 +210,9 @@ def plan_cmd(
     no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
     method: str = typer.Option("auto", "--method", help="auto, chain, mincut, milp or brute"),
     as_json: bool = typer.Option(False, "--json"),
+    sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
+                                        "0.1mbit..1gbit: print the decision table's breakpoints"),
+    plot: Path = typer.Option(Path("sweep.png"), "--plot", help="PNG for --sweep-bandwidth"),
 ) -> None:
     """Choose the placement across tiers that minimises latency (or device energy)."""
     import json as _json
@@ -230,6 +233,9 @@ def plan_cmd(
             pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
             use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
             max_bytes={k: number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")})
+        if sweep:
+            _sweep(scenario, constraints, sweep, plot)
+            return
         result = plan(scenario, objective, constraints, method)
         device = baseline(scenario, scenario.tiers[0])
         top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
@@ -242,6 +248,41 @@ def plan_cmd(
         print(_json.dumps(data, indent=1))
         return
     _print_plan(result, device, top)
+
+
+def _sweep(scenario, constraints, text: str, path: Path) -> None:  # noqa: ANN001
+    import numpy as np
+
+    from .planner import baseline
+    from .planner.scenario import parse_rate
+    from .planner.table import build_table, plan_cost, with_device_bandwidth
+    from .plot import plot_sweep
+
+    low, sep, high = text.partition("..")
+    if not sep:
+        raise typer.BadParameter(f"--sweep-bandwidth {text!r} must look like 0.1mbit..1gbit")
+    low_bps, high_bps = parse_rate(low), parse_rate(high)
+    table = build_table(scenario, constraints, low_bps, high_bps)
+    rows = Table("from Mbit/s", "plan: nodes per tier", "hops", title="decision table")
+    starts = [low_bps, *table.breakpoints]
+    for start, index in zip(starts, table.segments):
+        p = table.entries[index].plan
+        counts = {t: 0 for t in scenario.tiers}
+        for t in p.assignment.values():
+            counts[t] += 1
+        rows.add_row(f"{start / 1e6:.4g}", " ".join(f"{t}:{n}" for t, n in counts.items()),
+                     " ".join(f"{h.src}->{h.dst}:{_bytes(h.bytes)}" for h in p.hops) or "-")
+    console.print(rows)
+    grid = np.geomspace(low_bps, high_bps, 200)
+    best = [plan_cost(with_device_bandwidth(scenario, b), table.best(b)) for b in grid]
+    bases = {}
+    for tier in (scenario.tiers[0], scenario.tiers[-1]):
+        base = baseline(scenario, tier)
+        bases[base.method] = [plan_cost(with_device_bandwidth(scenario, b), base) for b in grid]
+    plot_sweep(grid, best, bases, table.breakpoints,
+               f"{scenario.hosts[0].profile.model}: {len(table.entries)} plans, "
+               f"{len(table.breakpoints)} breakpoints", path)
+    console.print(f"plot -> {path}")
 
 
 def _print_plan(result, device, top) -> None:  # noqa: ANN001

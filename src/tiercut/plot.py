@@ -29,3 +29,28 @@ def plot_profile(profile: Profile, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_sweep(bandwidths, best_s, baselines: dict, breakpoints, title: str, path) -> None:
+    """Predicted latency against the device link's bandwidth, with the one-tier baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    mbit = [b / 1e6 for b in bandwidths]
+    ax.plot(mbit, [s * 1e3 for s in best_s], label="best plan (decision table)", linewidth=2.2)
+    for name, seconds in baselines.items():
+        ax.plot(mbit, [s * 1e3 for s in seconds], linestyle="--", label=name)
+    for b in breakpoints:
+        ax.axvline(b / 1e6, color="grey", linewidth=0.6, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("device link bandwidth (Mbit/s)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

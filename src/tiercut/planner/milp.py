@@ -1,0 +1,307 @@
+"""The integer program: the exact optimum with the side constraints min-cut cannot carry.
+
+Variables (HiGHS through ``scipy.optimize.milp``):
+
+* ``y[v][j]`` binary for j = 1..K-1: label(v) >= j. Nested (y[v][j] >= y[v][j+1]), so the
+  label is Σ_j y[v][j] and "v runs at label l" is x[v][l] = y[v][l] - y[v][l+1] with
+  y[v][0] = 1 and y[v][K] = 0. Every per-label quantity (unary cost, compute seconds, memory,
+  node counts) is linear in y through x.
+* ``z[u][i]`` continuous in [0, 1]: tensor u crosses boundary i. z >= y[v][i] - y[u][i] for
+  every consumer v, so z is at least the true crossing; where z could gain from being larger
+  (a negative cost, or a ``max_share`` row where the total is on the right-hand side) it is
+  also capped by z <= 1 - y[u][i] and z <= Σ_v y[v][i], which pin it to the true crossing
+  once y is integral.
+
+Forbidden labels (inf unary) become bounds on y, or y[v][l] = y[v][l+1] rows for a gap in the
+middle; nothing infinite reaches HiGHS. The objective is scaled so its largest coefficient is
+1, each row so its largest coefficient is 1, and HiGHS runs with zero MIP gaps and tightened
+feasibility tolerances. A labelling HiGHS accepts only within its tolerances is checked with
+``side_violations`` exactly; if it breaks a constraint it is cut off (a no-good cut on y) and
+the program solved again, so the answer always honours every side constraint exactly.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import csr_matrix
+
+from .problem import INF, Problem, Side, evaluate, side_violations
+
+SLACK = 1e-12  # the relative slack side_violations grants every cap
+MAX_CUTS = 200  # no-good cuts before giving up (each removes one labelling HiGHS misjudged)
+HIGHS_OPTIONS = {
+    "mip_rel_gap": 0.0,
+    "mip_abs_gap": 0.0,
+    "primal_feasibility_tolerance": 1e-9,
+    "dual_feasibility_tolerance": 1e-9,
+    "mip_feasibility_tolerance": 1e-9,
+}
+
+
+class _Program:
+    """Rows of a MILP over y (and z), built as sparse linear expressions."""
+
+    def __init__(self, n: int, k: int) -> None:
+        self.n, self.k = n, k
+        self.n_y = n * (k - 1)
+        self.n_vars = self.n_y
+        self.lb: list[float] = [0.0] * self.n_y
+        self.ub: list[float] = [1.0] * self.n_y
+        self.rows: list[tuple[dict[int, float], float, float]] = []
+        self.infeasible = False
+
+    def y(self, v: int, j: int) -> int:
+        return v * (self.k - 1) + (j - 1)
+
+    def new_var(self, lb: float, ub: float) -> int:
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.n_vars += 1
+        return self.n_vars - 1
+
+    def per_label(self, v: int, values) -> tuple[dict[int, float], float]:
+        """Σ_l values[l] · x[v][l] as (coefficients on y, constant)."""
+        coef: dict[int, float] = {}
+        for j in range(1, self.k):
+            d = values[j] - values[j - 1]
+            if d:
+                coef[self.y(v, j)] = d
+        return coef, values[0]
+
+    def indicator(self, v: int, label: int) -> tuple[dict[int, float], float]:
+        """x[v][label] = y[v][label] - y[v][label+1]."""
+        coef: dict[int, float] = {}
+        const = 0.0
+        if label == 0:
+            const = 1.0
+        else:
+            coef[self.y(v, label)] = 1.0
+        if label + 1 < self.k:
+            coef[self.y(v, label + 1)] = coef.get(self.y(v, label + 1), 0.0) - 1.0
+        return coef, const
+
+    def add(self, coef: dict[int, float], const: float, lo: float, hi: float) -> None:
+        """lo <= Σ coef·var + const <= hi, scaled so the largest coefficient is 1."""
+        coef = {c: a for c, a in coef.items() if a}
+        lo, hi = lo - const, hi - const
+        if not coef:
+            if lo > 0 or hi < 0:
+                self.infeasible = True
+            return
+        scale = max(abs(a) for a in coef.values())
+        self.rows.append(({c: a / scale for c, a in coef.items()}, lo / scale, hi / scale))
+
+
+def _accumulate(into: dict[int, float], coef: dict[int, float], factor: float = 1.0) -> None:
+    for c, a in coef.items():
+        into[c] = into.get(c, 0.0) + factor * a
+
+
+def _fill(values: list[float], allowed: list[bool]) -> list[float]:
+    """Forbidden entries take a neighbouring allowed value: x is 0 there, so any finite value
+    is correct, and a copy keeps the coefficients on y small."""
+    out = list(values)
+    first = next(i for i, ok in enumerate(allowed) if ok)
+    last = None
+    for i in range(len(out)):
+        if allowed[i]:
+            last = out[i]
+        else:
+            out[i] = out[first] if last is None else last
+    return out
+
+
+def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
+    """(best objective, labels) honouring every side constraint; (inf, ()) when none does."""
+    n, k = len(problem.names), problem.labels
+    if k < 1:
+        return INF, ()
+    _check_indices(problem, side)
+    if n == 0 or k == 1:  # one labelling at most: all zeros
+        labels = (0,) * n
+        cost = evaluate(problem, labels)
+        if cost < INF and not side_violations(problem, side, labels):
+            return cost, labels
+        return INF, ()
+
+    prog = _Program(n, k)
+    seconds_capped = {lab for lab, _ in side.max_seconds} | {lab for lab, _ in side.max_share}
+    # Which labels each node may take: finite unary, and finite compute where it is capped.
+    allowed = []
+    for v in range(n):
+        ok = [math.isfinite(problem.unary[v][lab]) for lab in range(k)]
+        if v >= problem.n_inputs:
+            for lab in seconds_capped:
+                if not math.isfinite(side.compute_s[v][lab]):
+                    ok[lab] = False
+        if not any(ok):
+            return INF, ()
+        allowed.append(ok)
+        lo = ok.index(True)
+        hi = k - 1 - ok[::-1].index(True)
+        for j in range(1, k):  # label(v) >= j is certain for j <= lo, impossible for j > hi
+            if j <= lo:
+                prog.lb[prog.y(v, j)] = 1.0
+            if j > hi:
+                prog.ub[prog.y(v, j)] = 0.0
+        for lab in range(lo + 1, hi):  # a forbidden label inside the range: x = 0
+            if not ok[lab]:
+                coef, const = prog.indicator(v, lab)
+                prog.add(coef, const, 0.0, 0.0)
+        for j in range(1, k - 1):  # nested
+            prog.add({prog.y(v, j + 1): 1.0, prog.y(v, j): -1.0}, 0.0, -INF, 0.0)
+
+    consumers = [sorted(set(c)) for c in problem.consumers()]
+    for v, ps in enumerate(problem.preds):  # data flows forward
+        for u in set(ps):
+            for j in range(1, k):
+                prog.add({prog.y(u, j): 1.0, prog.y(v, j): -1.0}, 0.0, -INF, 0.0)
+
+    # The objective, unscaled, as coefficients on y and z plus a constant.
+    obj: dict[int, float] = {}
+    obj_const = problem.constant
+    for v in range(n):
+        coef, const = prog.per_label(v, _fill(list(problem.unary[v]), allowed[v]))
+        _accumulate(obj, coef)
+        obj_const += const
+
+    capped_boundaries = {b for b, _ in side.max_bytes}
+    z: dict[tuple[int, int], int] = {}
+    for u in range(n):
+        if not consumers[u]:
+            continue
+        for i in range(1, k):
+            c = problem.per_byte[i] * problem.out_bytes[u]
+            b = problem.out_bytes[u]
+            if not c and not (i in capped_boundaries and b):
+                continue
+            col = prog.new_var(0.0, 1.0)
+            z[u, i] = col
+            if c:
+                obj[col] = obj.get(col, 0.0) + c
+            for v in consumers[u]:
+                prog.add({col: 1.0, prog.y(v, i): -1.0, prog.y(u, i): 1.0}, 0.0, 0.0, INF)
+            if c < 0 or b < 0 or (side.max_share and c):
+                prog.add({col: 1.0, prog.y(u, i): 1.0}, 0.0, -INF, 1.0)
+                upper = {col: 1.0}
+                for v in consumers[u]:
+                    upper[prog.y(v, i)] = upper.get(prog.y(v, i), 0.0) - 1.0
+                prog.add(upper, 0.0, -INF, 0.0)
+
+    # Side constraints, each with the same slack side_violations grants.
+    for boundary, cap in side.max_bytes:
+        coef = {z[u, i]: problem.out_bytes[u] for (u, i) in z if i == boundary}
+        prog.add(coef, 0.0, -INF, cap * (1 + SLACK))
+
+    def seconds(label: int) -> tuple[dict[int, float], float]:
+        coef: dict[int, float] = {}
+        const = 0.0
+        for v in range(problem.n_inputs, n):
+            if allowed[v][label]:
+                c, k0 = prog.indicator(v, label)
+                _accumulate(coef, c, side.compute_s[v][label])
+                const += k0 * side.compute_s[v][label]
+        return coef, const
+
+    for label, cap in side.max_seconds:
+        coef, const = seconds(label)
+        prog.add(coef, const, -INF, cap * (1 + SLACK))
+    for label, share in side.max_share:
+        coef, const = seconds(label)
+        f = share * (1 + SLACK)
+        _accumulate(coef, obj, -f)
+        prog.add(coef, const - f * obj_const, -INF, 0.0)
+    for label, cap in side.max_memory:
+        coef: dict[int, float] = {}
+        const = 0.0
+        for v in range(problem.n_inputs, n):
+            if allowed[v][label]:
+                c, k0 = prog.indicator(v, label)
+                size = side.param_bytes[v] + problem.out_bytes[v]
+                _accumulate(coef, c, size)
+                const += k0 * size
+        prog.add(coef, const, -INF, cap * (1 + SLACK))
+    for label in side.min_nodes:
+        coef = {}
+        const = 0.0
+        for v in range(problem.n_inputs, n):
+            if allowed[v][label]:
+                c, k0 = prog.indicator(v, label)
+                _accumulate(coef, c)
+                const += k0
+        prog.add(coef, const, 1.0, INF)
+    if prog.infeasible:
+        return INF, ()
+
+    scale = max((abs(a) for a in obj.values()), default=0.0) or 1.0
+    cvec = np.zeros(prog.n_vars)
+    for col, a in obj.items():
+        cvec[col] = a / scale
+    integrality = np.zeros(prog.n_vars)
+    integrality[:prog.n_y] = 1
+    bounds = Bounds(np.array(prog.lb), np.array(prog.ub))
+
+    for _ in range(MAX_CUTS):
+        res = _run(prog, cvec, integrality, bounds)
+        if res.x is None:
+            if res.status == 2:  # infeasible
+                return INF, ()
+            raise RuntimeError(f"the integer program failed: {res.message}")
+        ys = np.asarray(res.x[:prog.n_y]).reshape(n, k - 1) > 0.5
+        labels = tuple(int(row.sum()) for row in ys)
+        cost = evaluate(problem, labels)
+        if cost < INF and not side_violations(problem, side, labels):
+            return cost, labels
+        # HiGHS took a labelling its tolerances allow and the exact check does not: cut it off.
+        cut: dict[int, float] = {}
+        const = 0.0
+        for v in range(n):
+            for j in range(1, k):
+                col = prog.y(v, j)
+                if prog.lb[col] == prog.ub[col]:
+                    continue
+                if ys[v, j - 1]:
+                    cut[col] = -1.0
+                    const += 1.0
+                else:
+                    cut[col] = 1.0
+        prog.add(cut, const, 1.0, INF)
+        if prog.infeasible:
+            return INF, ()
+    raise RuntimeError(f"the integer program kept returning labellings that break the side "
+                       f"constraints after {MAX_CUTS} cuts")
+
+
+def _run(prog: _Program, cvec, integrality, bounds):
+    constraints = []
+    if prog.rows:
+        data, rows, cols = [], [], []
+        lo, hi = [], []
+        for r, (coef, a, b) in enumerate(prog.rows):
+            for col, val in coef.items():
+                rows.append(r)
+                cols.append(col)
+                data.append(val)
+            lo.append(a)
+            hi.append(b)
+        matrix = csr_matrix((data, (rows, cols)), shape=(len(prog.rows), prog.n_vars))
+        constraints.append(LinearConstraint(matrix, np.array(lo), np.array(hi)))
+    with warnings.catch_warnings():  # the options beyond scipy's list go to HiGHS verbatim
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return milp(cvec, integrality=integrality, bounds=bounds, constraints=constraints,
+                    options=dict(HIGHS_OPTIONS))
+
+
+def _check_indices(problem: Problem, side: Side) -> None:
+    k = problem.labels
+    for boundary, _ in side.max_bytes:
+        if not 0 <= boundary < k:
+            raise ValueError(f"max_bytes names boundary {boundary}; the route has 1..{k - 1}")
+    for label in [*(lab for lab, _ in side.max_seconds), *(lab for lab, _ in side.max_share),
+                  *(lab for lab, _ in side.max_memory), *side.min_nodes]:
+        if not 0 <= label < k:
+            raise ValueError(f"side constraint names label {label}; the route has 0..{k - 1}")
+
