@@ -24,22 +24,31 @@ def is_chain(problem: Problem) -> bool:
         users[v] == 1 for v in range(first, len(problem.names) - 1))
 
 
-def solve(problem: Problem) -> tuple[float, tuple[int, ...]]:
+def solve(problem: Problem, required: tuple[int, ...] = ()) -> tuple[float, tuple[int, ...]]:
+    """``required``: labels that must run at least one node. Labels never decrease along a
+    chain, so a label is used unless a step jumps over it: such steps are simply not taken."""
     k, first, n = problem.labels, problem.n_inputs, len(problem.names)
+    need = set(required)
+
+    def allowed(low: int, high: int) -> bool:  # may labels strictly between low and high be empty?
+        return not any(low < r < high for r in need)
+
     # The first node reads every model input: they cross the boundaries below its label.
     entering = sum(problem.out_bytes[u] for u in range(first))
-    best = [_crossing(problem, entering, 0, l) + problem.unary[first][l] for l in range(k)]
+    best = [_crossing(problem, entering, 0, l) + problem.unary[first][l]
+            if allowed(-1, l) else INF for l in range(k)]
     back: list[list[int]] = [[0] * k]
     for v in range(first + 1, n):
         size = problem.out_bytes[v - 1]
         new, arg = [], []
         for l in range(k):
-            cost, lp = min((best[lp] + _crossing(problem, size, lp, l), lp) for lp in range(l + 1))
+            cost, lp = min(((best[lp] + _crossing(problem, size, lp, l) if allowed(lp, l) else INF),
+                            lp) for lp in range(l + 1))
             new.append(cost + problem.unary[v][l])
             arg.append(lp)
         back.append(arg)
         best = new
-    last = min(range(k), key=lambda l: best[l])
+    last = min((l for l in range(k) if l >= max(need, default=0)), key=lambda l: best[l])
     if best[last] == INF:
         return INF, ()
     labels = [0] * n

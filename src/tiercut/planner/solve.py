@@ -6,6 +6,8 @@ integer program. The plan says which method answered.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable
 
 from . import brute, chain
@@ -29,14 +31,15 @@ def _solver(name: str) -> Callable[..., tuple[float, tuple[int, ...]]]:
         from . import milp
         return milp.solve
     if name == "chain":
-        return lambda p, s: chain.solve(p)
+        return lambda p, s: chain.solve(p, s.min_nodes)
     return lambda p, s: brute.solve(p)
 
 
 def pick_method(problem: Problem, side: Side) -> str:
-    if not side.empty:
-        return "milp"
-    return "chain" if chain.is_chain(problem) else "mincut"
+    only_required = side.empty or dataclasses.replace(side, min_nodes=()).empty
+    if only_required and chain.is_chain(problem):
+        return "chain"  # the chain DP carries required tiers exactly
+    return "mincut" if side.empty else "milp"
 
 
 def plan(scenario: Scenario, objective: str = "latency", constraints: Constraints = Constraints(),
