@@ -65,22 +65,39 @@ def _allowed_hosts(scenario: Scenario, tier: str, c: Constraints) -> list[Host]:
             if (not c.only_hosts or h.name in c.only_hosts) and h.name not in c.never_hosts]
 
 
+@dataclass(frozen=True)
+class GraphArrays:
+    """What every route of one scenario shares: the graph as index arrays."""
+
+    names: tuple[str, ...]  # model inputs first, then the profile's nodes
+    preds: tuple[tuple[int, ...], ...]
+    out_bytes: tuple[float, ...]
+    n_inputs: int
+    returned: tuple[int, ...]  # indices of the model's outputs
+
+
+def graph_arrays(scenario: Scenario) -> GraphArrays:
+    profile = scenario.hosts[0].profile
+    inputs = [i.name for i in profile.inputs] or ["input"]
+    input_bytes = [i.bytes for i in profile.inputs] or [profile.input_bytes]
+    names = (*inputs, *(n.name for n in profile.nodes))
+    index = {name: i for i, name in enumerate(names)}
+    everything = tuple(range(len(inputs)))  # a node with no inputs reads the whole model input
+    preds = ((),) * len(inputs) + tuple(
+        tuple(index[s] for s in n.inputs) if n.inputs else everything for n in profile.nodes)
+    out_bytes = tuple(float(b) for b in (*input_bytes, *(n.output_bytes for n in profile.nodes)))
+    return GraphArrays(names, preds, out_bytes, len(inputs), tuple(index[o] for o in profile.outputs))
+
+
 def build(scenario: Scenario, route: Route, objective: str = "latency",
-          constraints: Constraints = Constraints()) -> tuple[Problem, Side]:
+          constraints: Constraints = Constraints(),
+          graph: GraphArrays | None = None) -> tuple[Problem, Side]:
     """The route's Problem, and the side constraints only the integer program carries."""
     if objective not in OBJECTIVES:
         raise ScenarioError(f"objective {objective!r} is not one of {OBJECTIVES} here")
+    g = graph or graph_arrays(scenario)
     hosts = [scenario.host(name) for name in route.hosts]
-    profile = hosts[0].profile
-    inputs = [i.name for i in profile.inputs] or ["input"]
-    input_bytes = [i.bytes for i in profile.inputs] or [profile.input_bytes]
-    names = [*inputs, *(n.name for n in profile.nodes)]
-    index = {name: i for i, name in enumerate(names)}
-    preds = [()] * len(inputs) + [
-        tuple(index[s] for s in n.inputs) if n.inputs else tuple(range(len(inputs)))
-        for n in profile.nodes]
-    out_bytes = [*input_bytes, *(n.output_bytes for n in profile.nodes)]
-    m = len(route.tiers)
+    m, first = len(route.tiers), g.n_inputs
     fwd = [scenario.link(hosts[i - 1], hosts[i]) for i in range(1, m)]
     back = [scenario.link(hosts[i], hosts[i - 1]) for i in range(1, m)]
     # Latency weighs every second 1; device energy weighs device compute by its compute power,
@@ -95,31 +112,29 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
     back_s = [0.0]  # cost per byte of a reply computed at each label, back to the device
     for i in range(1, m):
         back_s.append(back_s[-1] + back[i - 1].seconds_per_byte * hop_w[i])
-    returned = set(profile.outputs) if scenario.return_outputs else set()
-    tier_of_label = [scenario.tiers[t] for t in route.tiers]
-    forbidden = set(constraints.forbid)
-    unary = [tuple([0.0] + [INF] * (m - 1))] * len(inputs)
-    latencies = [[n.latency_s * h.load for n in h.profile.nodes] for h in hosts]
-    for k, node in enumerate(profile.nodes):
-        pinned = constraints.pin.get(node.name)
-        row = []
+    latencies = [[0.0] * first + [n.latency_s * h.load for n in h.profile.nodes] for h in hosts]
+    columns = [[lat * compute_w[label] for lat in latencies[label]] for label in range(m)]
+    if scenario.return_outputs:
+        for v in g.returned:
+            for label in range(m):
+                columns[label][v] += g.out_bytes[v] * back_s[label]
+    for label in range(1, m):  # the model's inputs start on the device
+        columns[label][:first] = [INF] * first
+    tiers = [scenario.tiers[t] for t in route.tiers]
+    index = {name: i for i, name in enumerate(g.names)}
+    for node, tier in constraints.pin.items():
         for label in range(m):
-            tier = tier_of_label[label]
-            if (pinned is not None and pinned != tier) or (node.name, tier) in forbidden:
-                row.append(INF)
-                continue
-            cost = latencies[label][k] * compute_w[label]
-            if node.name in returned:
-                cost += node.output_bytes * back_s[label]
-            row.append(cost)
-        unary.append(tuple(row))
+            if tiers[label] != tier:
+                columns[label][index[node]] = INF
+    for node, tier in constraints.forbid:
+        if tier in tiers:
+            columns[tiers.index(tier)][index[node]] = INF
     constant = sum(hop_w[i] * fwd[i - 1].latency_s for i in range(1, m)) * (not energy)
     if scenario.return_outputs and not energy:
         constant += sum(link.latency_s for link in back)
-    problem = Problem(tuple(names), tuple(preds), tuple(float(b) for b in out_bytes),
-                      tuple(unary), tuple(per_byte), constant, n_inputs=len(inputs))
-    side = _side(scenario, route, constraints, hosts, latencies, len(inputs))
-    return problem, side
+    problem = Problem(g.names, g.preds, g.out_bytes, tuple(zip(*columns)), tuple(per_byte),
+                      constant, n_inputs=first)
+    return problem, _side(scenario, route, constraints, hosts, latencies, first)
 
 
 def _side(scenario: Scenario, route: Route, c: Constraints, hosts: list[Host],
@@ -127,8 +142,7 @@ def _side(scenario: Scenario, route: Route, c: Constraints, hosts: list[Host],
     profile = hosts[0].profile
     tiers = [scenario.tiers[t] for t in route.tiers]
     label = {tier: i for i, tier in enumerate(tiers)}
-    compute_s = [tuple([0.0] * len(hosts))] * n_inputs + [
-        tuple(latencies[lab][k] for lab in range(len(hosts))) for k in range(len(profile.nodes))]
+    compute_s = tuple(zip(*latencies))
     params = [0.0] * n_inputs + [float(n.param_bytes) for n in profile.nodes]
     max_bytes = []
     for hop, cap in c.max_bytes.items():
@@ -137,7 +151,7 @@ def _side(scenario: Scenario, route: Route, c: Constraints, hosts: list[Host],
             if (tiers[i - 1], tiers[i]) == (a, b):
                 max_bytes.append((i, float(cap)))
     return Side(
-        compute_s=tuple(compute_s), param_bytes=tuple(params), max_bytes=tuple(max_bytes),
+        compute_s=compute_s, param_bytes=tuple(params), max_bytes=tuple(max_bytes),
         max_seconds=tuple((label[t], float(s)) for t, s in c.max_seconds.items() if t in label),
         max_share=tuple((label[t], float(s)) for t, s in c.max_share.items() if t in label),
         max_memory=tuple((i, float(h.memory_bytes)) for i, h in enumerate(hosts)

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Callable
 
 from . import brute, chain
-from .build import Constraints, build, routes
+from .build import Constraints, build, graph_arrays, routes
 from .plan import Plan, describe
 from .problem import INF, Problem, Route, Side, side_violations
 from .scenario import Scenario, ScenarioError
@@ -48,9 +48,10 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
         raise ScenarioError(f"method {method!r} is not one of {METHODS}")
     profile = scenario.hosts[0].profile
     constraints.check_names(scenario, {n.name for n in profile.nodes})
+    graph = graph_arrays(scenario)
     best: tuple[float, Route | None, tuple[int, ...], str] = (INF, None, (), "")
     for route in routes(scenario, constraints):
-        problem, side = build(scenario, route, objective, constraints)
+        problem, side = build(scenario, route, objective, constraints, graph)
         name = pick_method(problem, side) if method == "auto" else method
         if name == "chain" and not chain.is_chain(problem):
             raise ScenarioError("method 'chain' needs a chain: every node reading the one before")
