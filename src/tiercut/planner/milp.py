@@ -123,7 +123,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
     if n == 0 or k == 1:  # one labelling at most: all zeros
         labels = (0,) * n
         cost = evaluate(problem, labels)
-        if cost < INF and not side_violations(problem, side, labels):
+        if cost < INF and not _broken(problem, side, labels):
             return cost, labels
         return INF, ()
 
@@ -253,7 +253,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
         ys = np.asarray(res.x[:prog.n_y]).reshape(n, k - 1) > 0.5
         labels = tuple(int(row.sum()) for row in ys)
         cost = evaluate(problem, labels)
-        if cost < INF and not side_violations(problem, side, labels):
+        if cost < INF and not _broken(problem, side, labels):
             return cost, labels
         # HiGHS took a labelling its tolerances allow and the exact check does not: cut it off.
         cut: dict[int, float] = {}
@@ -273,6 +273,13 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
             return INF, ()
     raise RuntimeError(f"the integer program kept returning labellings that break the side "
                        f"constraints after {MAX_CUTS} cuts")
+
+
+def _broken(problem: Problem, side: Side, labels) -> bool:
+    try:
+        return bool(side_violations(problem, side, labels))
+    except ZeroDivisionError:  # its message divides by the total when a share of 0 s is broken
+        return True
 
 
 def _run(prog: _Program, cvec, integrality, bounds):

@@ -32,7 +32,7 @@ def _solver(name: str) -> Callable[..., tuple[float, tuple[int, ...]]]:
         return milp.solve
     if name == "chain":
         return lambda p, s: chain.solve(p, s.min_nodes)
-    return lambda p, s: brute.solve(p)
+    return brute.solve
 
 
 def pick_method(problem: Problem, side: Side) -> str:
