@@ -1,0 +1,83 @@
+"""`tiercut plan` end to end: profiles on disk, scenario files, flags, JSON and sweeps."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tiercut import ProfileSettings, profile_model
+from tiercut.cli import app
+from tiercut.predict import scale_profile
+
+import userzoo
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("profiles")
+    here = profile_model(userzoo.tiny_cnn(), torch.randn(1, 3, 16, 16), name="tiny",
+                         settings=ProfileSettings(repeat=3, warmup=1))
+    paths = {}
+    for name, speed in (("phone", 0.1), ("e1", 1.0), ("e2", 2.0), ("c1", 5.0)):
+        paths[name] = folder / f"{name}.json"
+        scale_profile(here, speed, name).save(paths[name])
+    return folder, paths, here
+
+
+def test_plan_from_flags_as_json(profiles):
+    _, p, _ = profiles
+    result = runner.invoke(app, [
+        "plan", "--tier", f"device={p['phone']}", "--tier", f"edge={p['e1']},{p['e2']}",
+        "--tier", f"cloud={p['c1']}", "--link", "device-edge=10mbit,20ms",
+        "--link", "edge-cloud=100mbit,10ms", "--link", "phone-c1=1.6mbit,66.7ms", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) >= {"predicted", "assignment", "hosts", "bytes", "method", "baselines"}
+    assert data["predicted"]["total_s"] <= min(data["baselines"].values()) * (1 + 1e-12)
+    assert set(data["hosts"]) == {"device", "edge", "cloud"}
+    assert data["method"] in ("chain", "mincut", "milp")
+
+
+def test_plan_from_a_scenario_file_with_constraints(profiles, tmp_path):
+    folder, p, here = profiles
+    yaml_text = f"""
+tiers: [device, edge]
+hosts:
+  - {{name: phone, tier: device, profile: {p['phone']}}}
+  - {{name: e1, tier: edge, profile: {p['e1']}, load: 2.0}}
+links:
+  device-edge: 50mbit,5ms
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml_text)
+    last = here.nodes[-1].name
+    result = runner.invoke(app, ["plan", "--scenario", str(path), "--pin", f"{last}=device", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["assignment"][last] == "device"
+    human = runner.invoke(app, ["plan", "--scenario", str(path)])
+    assert human.exit_code == 0 and "predicted total" in human.output and "all-device" in human.output
+
+
+def test_plan_errors_name_the_problem(profiles):
+    _, p, _ = profiles
+    base = ["plan", "--tier", f"device={p['phone']}", "--tier", f"edge={p['e1']}"]
+    missing = runner.invoke(app, base)
+    assert missing.exit_code == 2 and "no link for the hop phone (device) -> e1 (edge)" in missing.output
+    unknown = runner.invoke(app, [*base, "--link", "device-edge=1mbit", "--pin", "nope=edge"])
+    assert unknown.exit_code == 2 and "unknown node 'nope'" in unknown.output
+    zero = runner.invoke(app, [*base, "--link", "device-edge=0mbit,1ms"])
+    assert zero.exit_code == 2 and "bandwidth must be a finite number > 0" in zero.output
+    badlink = runner.invoke(app, [*base, "--link", "device-fog=1mbit"])
+    assert badlink.exit_code == 2 and "must be A-B where A and B are tiers or hosts" in badlink.output
+
+
+def test_sweep_prints_breakpoints_and_draws(profiles, tmp_path):
+    _, p, _ = profiles
+    png = tmp_path / "sweep.png"
+    result = runner.invoke(app, ["plan", "--tier", f"device={p['phone']}", "--tier", f"edge={p['e1']}",
+                                 "--link", "device-edge=10mbit,5ms", "--sweep-bandwidth",
+                                 "0.1mbit..1gbit", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "decision table" in result.output and png.stat().st_size > 1000
