@@ -21,8 +21,14 @@ demo: $(STAMP)
 	$(BIN)/tiercut models
 	$(BIN)/tiercut profile resnet18 -o out/resnet18-here.json
 	$(BIN)/tiercut show out/resnet18-here.json --top 10 --plot out/resnet18-here.png
-	$(BIN)/tiercut predict out/resnet18-here.json --speed 0.1 --name device-10x-slower -o out/resnet18-device.json
-	$(BIN)/tiercut show out/resnet18-device.json --top 5
+	$(BIN)/tiercut predict out/resnet18-here.json --speed 0.1 --name phone -o out/phone.json
+	$(BIN)/tiercut predict out/resnet18-here.json --speed 5 --name cloud -o out/cloud.json
+	$(BIN)/tiercut plan --tier device=out/phone.json --tier edge=out/resnet18-here.json \
+	    --tier cloud=out/cloud.json --link device-edge=20mbit,10ms --link edge-cloud=200mbit,15ms \
+	    --link device-cloud=10mbit,40ms
+	$(BIN)/tiercut plan --tier device=out/phone.json --tier edge=out/resnet18-here.json \
+	    --tier cloud=out/cloud.json --link device-edge=20mbit,10ms --link edge-cloud=200mbit,15ms \
+	    --link device-cloud=10mbit,40ms --sweep-bandwidth 0.1mbit..1gbit --plot out/resnet18-sweep.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
