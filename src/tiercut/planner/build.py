@@ -5,6 +5,7 @@ host serves each; the min-cut and the other exact algorithms then solve one rout
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -134,7 +135,11 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
         constant += sum(link.latency_s for link in back)
     problem = Problem(g.names, g.preds, g.out_bytes, tuple(zip(*columns)), tuple(per_byte),
                       constant, n_inputs=first)
-    return problem, _side(scenario, route, constraints, hosts, latencies, first)
+    side = _side(scenario, route, constraints, hosts, latencies, first)
+    side = dataclasses.replace(
+        side, back_per_byte=(0.0, *(link.seconds_per_byte for link in back)),
+        returned=g.returned if scenario.return_outputs else ())
+    return problem, side
 
 
 def _side(scenario: Scenario, route: Route, c: Constraints, hosts: list[Host],

@@ -31,8 +31,10 @@ from scipy.sparse import csr_matrix
 from .problem import INF, Problem, Side, evaluate, side_violations
 
 SLACK = 1e-12  # the relative slack side_violations grants every cap
+ROW_SLACK = 1e-9  # extra room on each scaled side row, above HiGHS's rounding (see solve)
 MAX_CUTS = 200  # no-good cuts before giving up (each removes one labelling HiGHS misjudged)
 HIGHS_OPTIONS = {
+    "presolve": False,  # HiGHS 1.12's presolve misjudged small programs (see the report)
     "mip_rel_gap": 0.0,
     "mip_abs_gap": 0.0,
     "primal_feasibility_tolerance": 1e-9,
@@ -83,8 +85,10 @@ class _Program:
             coef[self.y(v, label + 1)] = coef.get(self.y(v, label + 1), 0.0) - 1.0
         return coef, const
 
-    def add(self, coef: dict[int, float], const: float, lo: float, hi: float) -> None:
-        """lo <= Σ coef·var + const <= hi, scaled so the largest coefficient is 1."""
+    def add(self, coef: dict[int, float], const: float, lo: float, hi: float,
+            slack: float = 0.0) -> None:
+        """lo <= Σ coef·var + const <= hi, scaled so the largest coefficient is 1; ``slack``
+        widens the scaled upper side."""
         coef = {c: a for c, a in coef.items() if a}
         lo, hi = lo - const, hi - const
         if not coef:
@@ -92,7 +96,8 @@ class _Program:
                 self.infeasible = True
             return
         scale = max(abs(a) for a in coef.values())
-        self.rows.append(({c: a / scale for c, a in coef.items()}, lo / scale, hi / scale))
+        self.rows.append(({c: a / scale for c, a in coef.items()}, lo / scale,
+                          hi / scale + slack))
 
 
 def _accumulate(into: dict[int, float], coef: dict[int, float], factor: float = 1.0) -> None:
@@ -194,7 +199,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
     # Side constraints, each with the same slack side_violations grants.
     for boundary, cap in side.max_bytes:
         coef = {z[u, i]: problem.out_bytes[u] for (u, i) in z if i == boundary}
-        prog.add(coef, 0.0, -INF, cap * (1 + SLACK))
+        prog.add(coef, 0.0, -INF, cap * (1 + SLACK), ROW_SLACK)
 
     def seconds(label: int) -> tuple[dict[int, float], float]:
         coef: dict[int, float] = {}
@@ -208,12 +213,12 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
 
     for label, cap in side.max_seconds:
         coef, const = seconds(label)
-        prog.add(coef, const, -INF, cap * (1 + SLACK))
+        prog.add(coef, const, -INF, cap * (1 + SLACK), ROW_SLACK)
     for label, share in side.max_share:
         coef, const = seconds(label)
         f = share * (1 + SLACK)
         _accumulate(coef, obj, -f)
-        prog.add(coef, const - f * obj_const, -INF, 0.0)
+        prog.add(coef, const - f * obj_const, -INF, 0.0, ROW_SLACK)
     for label, cap in side.max_memory:
         coef: dict[int, float] = {}
         const = 0.0
@@ -223,7 +228,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
                 size = side.param_bytes[v] + problem.out_bytes[v]
                 _accumulate(coef, c, size)
                 const += k0 * size
-        prog.add(coef, const, -INF, cap * (1 + SLACK))
+        prog.add(coef, const, -INF, cap * (1 + SLACK), ROW_SLACK)
     for label in side.min_nodes:
         coef = {}
         const = 0.0

@@ -80,6 +80,10 @@ class Side:
     max_share: tuple[tuple[int, float], ...] = ()  # (label, fraction of the objective at most)
     max_memory: tuple[tuple[int, float], ...] = ()  # (label, params + outputs of its nodes)
     min_nodes: tuple[int, ...] = ()  # labels that must run at least one (non-input) node
+    # For the throughput objective: the reply's seconds per byte on each boundary, and which
+    # nodes are returned (empty when the reply is not counted).
+    back_per_byte: tuple[float, ...] = ()
+    returned: tuple[int, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -118,3 +122,21 @@ def side_violations(problem: Problem, side: Side, labels: Sequence[int]) -> list
             broken.append(f"label {label} runs no node")
     return broken
 
+
+
+def stage_times(problem: Problem, side: Side, labels: Sequence[int]) -> list[float]:
+    """Seconds each pipeline stage spends per request: every label's compute, every boundary's
+    forward transfer, and (when the reply is counted) every boundary's return transfer.
+
+    A stream of requests runs at most one request per max(stage_times) seconds (DADS's
+    heavy-load mode, multi-device pipelines).
+    """
+    compute = [0.0] * problem.labels
+    for v in range(problem.n_inputs, len(labels)):
+        compute[labels[v]] += side.compute_s[v][labels[v]]
+    forward = [problem.per_byte[i] * sum(problem.out_bytes[u] for u in tensors)
+               for i, tensors in enumerate(crossing(problem, labels)) if i > 0]
+    back = [side.back_per_byte[i] * sum(problem.out_bytes[u] for u in side.returned
+                                        if labels[u] >= i)
+            for i in range(1, len(side.back_per_byte))]
+    return compute + forward + back
