@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from .build import Constraints, build
-from .problem import Route, crossing, evaluate
+from .problem import Problem, Route, Side, crossing, evaluate
 from .scenario import Scenario
 
 
@@ -45,9 +45,10 @@ class Plan:
 
 
 def describe(scenario: Scenario, route: Route, labels: Sequence[int], objective: str,
-             value: float, method: str) -> Plan:
-    """Turn a route and its labels into a Plan, with the latency breakdown."""
-    problem, side = build(scenario, route, "latency", Constraints())
+             value: float, method: str, latency: tuple[Problem, Side] | None = None) -> Plan:
+    """Turn a route and its labels into a Plan, with the latency breakdown. ``latency``: the
+    route's latency problem when the caller has it already."""
+    problem, side = latency or build(scenario, route, "latency", Constraints())
     names, tiers = problem.names, [scenario.tiers[t] for t in route.tiers]
     first = problem.n_inputs
     hops = []
@@ -62,7 +63,7 @@ def describe(scenario: Scenario, route: Route, labels: Sequence[int], objective:
     tier_seconds = {t: 0.0 for t in tiers}
     for v in range(first, len(names)):
         tier_seconds[tiers[labels[v]]] += side.compute_s[v][labels[v]]
-    total = evaluate(problem, labels)
+    total = value if objective == "latency" and latency else evaluate(problem, labels)
     return_s = total - sum(tier_seconds.values()) - sum(h.seconds for h in hops)
     hosts = {t: None for t in scenario.tiers}
     hosts.update(dict(zip(tiers, route.hosts)))

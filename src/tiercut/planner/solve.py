@@ -49,7 +49,7 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
     profile = scenario.hosts[0].profile
     constraints.check_names(scenario, {n.name for n in profile.nodes})
     graph = graph_arrays(scenario)
-    best: tuple[float, Route | None, tuple[int, ...], str] = (INF, None, (), "")
+    best: tuple = (INF, None, (), "", None)
     for route in routes(scenario, constraints):
         problem, side = build(scenario, route, objective, constraints, graph)
         name = pick_method(problem, side) if method == "auto" else method
@@ -60,11 +60,11 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
             name = "milp"  # the fast answer breaks a side constraint: solve it exactly
             value, labels = _solver(name)(problem, side)
         if value < best[0]:
-            best = (value, route, labels, name)
-    value, route, labels, name = best
+            best = (value, route, labels, name, (problem, side) if objective == "latency" else None)
+    value, route, labels, name, latency = best
     if route is None:
         raise InfeasibleError(_conflict(scenario, objective, constraints))
-    return describe(scenario, route, labels, objective, value, name)
+    return describe(scenario, route, labels, objective, value, name, latency)
 
 
 def baseline(scenario: Scenario, tier: str) -> Plan:
