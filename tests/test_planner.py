@@ -115,3 +115,26 @@ def test_energy_objective_counts_only_the_device():
     p = plan(sc, objective="energy")
     best = min(brute.solve(build(sc, r, "energy")[0])[0] for r in routes(sc))
     assert math.isclose(p.value, best, rel_tol=1e-9)
+
+
+def test_codecs_shrink_what_crosses_and_the_fastest_is_chosen():
+    from tiercut.planner.scenario import Codec
+    sc = three_tiers(6)
+    plain = plan(sc)
+    q8 = Codec("q8", ratio=0.25, encode_s_per_byte=1e-9, decode_s_per_byte=1e-9)
+    slow = Codec("slow", ratio=0.01, encode_s_per_byte=1e-3, decode_s_per_byte=0.0)
+    codecs = {(a, b): (q8, slow) for a, b in sc.links}
+    coded = plan(Scenario(sc.tiers, sc.hosts, sc.links, codecs=codecs))
+    assert coded.total_s <= plain.total_s
+    assert all(h.codec == "q8" for h in coded.hops)
+    assert math.isclose(coded.value, brute_best(Scenario(sc.tiers, sc.hosts, sc.links, codecs=codecs)),
+                        rel_tol=1e-9)
+
+
+def test_input_bytes_override():
+    sc = three_tiers(7)
+    small = Scenario(sc.tiers, sc.hosts, sc.links, input_bytes=10)
+    assert baseline(small, "cloud").total_s < baseline(sc, "cloud").total_s
+    assert math.isclose(plan(small).value, brute_best(small), rel_tol=1e-9)
+    with pytest.raises(ScenarioError, match=r"input_bytes must be an integer >= 0, got -1"):
+        Scenario(sc.tiers, sc.hosts, sc.links, input_bytes=-1)

@@ -208,6 +208,8 @@ def plan_cmd(
     skip_tier: list[str] = typer.Option([], "--skip-tier"),
     max_bytes: list[str] = typer.Option([], "--max-bytes", help="TIER_A-TIER_B=BYTES"),
     no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
+    input_bytes: Optional[int] = typer.Option(None, "--input-bytes", min=0,
+                                              help="the model input's size, if not the profile's"),
     method: str = typer.Option("auto", "--method", help="auto, chain, mincut, milp or brute"),
     as_json: bool = typer.Option(False, "--json"),
     sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
@@ -222,7 +224,7 @@ def plan_cmd(
 
     try:
         scenario = scenario_from_flags(model, tier, [kv for kv in _pairs(link, "--link")],
-                                       scenario_file, not no_return, console)
+                                       scenario_file, not no_return, console, input_bytes)
         def number(flag: str, text: str) -> float:
             try:
                 return float(text)
@@ -300,7 +302,8 @@ def _print_plan(result, device, top) -> None:  # noqa: ANN001
     hops = Table("hop", "tensors", "bytes", "ms (transfer + latency)")
     for h in result.hops:
         names = ", ".join(h.tensors[:4]) + (f" +{len(h.tensors) - 4}" if len(h.tensors) > 4 else "")
-        hops.add_row(f"{h.src}->{h.dst}", names, _bytes(h.bytes), f"{h.seconds * 1e3:.2f}")
+        hops.add_row(f"{h.src}->{h.dst}", names, f"{_bytes(h.bytes)} {h.codec}",
+                     f"{h.seconds * 1e3:.2f}")
     if result.hops:
         console.print(hops)
     console.print(f"return of the outputs: {result.return_s * 1e3:.2f} ms")

@@ -81,6 +81,8 @@ def graph_arrays(scenario: Scenario) -> GraphArrays:
     profile = scenario.hosts[0].profile
     inputs = [i.name for i in profile.inputs] or ["input"]
     input_bytes = [i.bytes for i in profile.inputs] or [profile.input_bytes]
+    if scenario.input_bytes is not None:  # the whole model input has the given size
+        input_bytes = [scenario.input_bytes] + [0] * (len(inputs) - 1)
     names = (*inputs, *(n.name for n in profile.nodes))
     index = {name: i for i, name in enumerate(names)}
     everything = tuple(range(len(inputs)))  # a node with no inputs reads the whole model input
@@ -109,10 +111,11 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
         if energy else [1.0] * m
     hop_w = [0.0] + ([device.radio_power_w if i == 1 else 0.0 for i in range(1, m)]
                      if energy else [1.0] * (m - 1))
-    per_byte = [0.0] + [fwd[i - 1].seconds_per_byte * hop_w[i] for i in range(1, m)]
+    per_byte = [0.0] + [scenario.seconds_per_byte(hosts[i - 1], hosts[i]) * hop_w[i]
+                        for i in range(1, m)]
     back_s = [0.0]  # cost per byte of a reply computed at each label, back to the device
     for i in range(1, m):
-        back_s.append(back_s[-1] + back[i - 1].seconds_per_byte * hop_w[i])
+        back_s.append(back_s[-1] + scenario.seconds_per_byte(hosts[i], hosts[i - 1]) * hop_w[i])
     latencies = [[0.0] * first + [n.latency_s * h.load for n in h.profile.nodes] for h in hosts]
     columns = [[lat * compute_w[label] for lat in latencies[label]] for label in range(m)]
     if scenario.return_outputs:
@@ -137,7 +140,8 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
                       constant, n_inputs=first)
     side = _side(scenario, route, constraints, hosts, latencies, first)
     side = dataclasses.replace(
-        side, back_per_byte=(0.0, *(link.seconds_per_byte for link in back)),
+        side, back_per_byte=(0.0, *(scenario.seconds_per_byte(hosts[i], hosts[i - 1])
+                                    for i in range(1, m))),
         returned=g.returned if scenario.return_outputs else ())
     return problem, side
 

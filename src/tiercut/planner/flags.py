@@ -11,10 +11,12 @@ DEFAULT_SPEEDS = {"device": "x0.1", "edge": "x1", "cloud": "x5"}
 
 
 def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tuple[str, str]],
-                        scenario_file: Path | None, return_outputs: bool, console: Any) -> Scenario:
+                        scenario_file: Path | None, return_outputs: bool, console: Any,
+                        input_bytes: int | None = None) -> Scenario:
     if scenario_file is not None:
         base = load_scenario(scenario_file)
         hosts, tiers, link_map = list(base.hosts), base.tiers, dict(base.links)
+        codecs, input_bytes = base.codecs, input_bytes if input_bytes is not None else base.input_bytes
     else:
         specs = [_tier_flag(f) for f in tier_flags]
         if not specs:
@@ -42,11 +44,11 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
                     if any(h.name == name for h in hosts):
                         name = f"{tier}:{name}"
                     hosts.append(Host(name, tier, profile))
-        link_map = {}
+        link_map, codecs = {}, {}
     names = set(tiers) | {h.name for h in hosts}
     for key, value in links:
         link_map[_split_pair(key, names)] = parse_link(value)
-    return Scenario(tuple(tiers), tuple(hosts), link_map, return_outputs)
+    return Scenario(tuple(tiers), tuple(hosts), link_map, return_outputs, codecs, input_bytes)
 
 
 def _tier_flag(flag: str) -> tuple[str, list[str]]:

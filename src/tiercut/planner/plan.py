@@ -16,8 +16,9 @@ class Hop:
     src_host: str
     dst_host: str
     tensors: tuple[str, ...]
-    bytes: int
-    seconds: float  # transfer plus one-way latency
+    bytes: int  # raw bytes of the tensors
+    seconds: float  # encode, transfer, decode, plus one-way latency
+    codec: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ def describe(scenario: Scenario, route: Route, labels: Sequence[int], objective:
         if i == 0:
             continue
         sent = sum(problem.out_bytes[u] for u in tensors)
-        link = scenario.link(scenario.host(route.hosts[i - 1]), scenario.host(route.hosts[i]))
-        hops.append(Hop(tiers[i - 1], tiers[i], route.hosts[i - 1], route.hosts[i],
-                        tuple(names[u] for u in tensors), int(sent),
-                        sent * problem.per_byte[i] + link.latency_s))
+        a, b = scenario.host(route.hosts[i - 1]), scenario.host(route.hosts[i])
+        hops.append(Hop(tiers[i - 1], tiers[i], a.name, b.name, tuple(names[u] for u in tensors),
+                        int(sent), sent * problem.per_byte[i] + scenario.link(a, b).latency_s,
+                        scenario.codec(a, b).name))
     tier_seconds = {t: 0.0 for t in tiers}
     for v in range(first, len(names)):
         tier_seconds[tiers[labels[v]]] += side.compute_s[v][labels[v]]

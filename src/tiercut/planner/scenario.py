@@ -38,6 +38,30 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Codec:
+    """How a tensor crosses a hop: its size ratio against raw and its cost per raw byte."""
+
+    name: str
+    ratio: float = 1.0  # encoded bytes / raw bytes
+    encode_s_per_byte: float = 0.0
+    decode_s_per_byte: float = 0.0
+
+    def __post_init__(self) -> None:
+        for label, value in (("ratio", self.ratio), ("encode_s_per_byte", self.encode_s_per_byte),
+                             ("decode_s_per_byte", self.decode_s_per_byte)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ScenarioError(f"codec {self.name!r}: {label} must be >= 0, got {value!r}")
+        if self.ratio == 0:
+            raise ScenarioError(f"codec {self.name!r}: ratio must be > 0")
+
+    def seconds_per_byte(self, link: Link) -> float:
+        return self.encode_s_per_byte + self.ratio * link.seconds_per_byte + self.decode_s_per_byte
+
+
+RAW = Codec("raw")
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     tier: str
@@ -60,6 +84,9 @@ class Scenario:
     # reverse is given too
     links: Mapping[tuple[str, str], Link] = field(default_factory=dict)
     return_outputs: bool = True  # count the outputs' trip back to the device
+    # (a, b) -> codecs allowed on that hop (named like links); raw where none is given
+    codecs: Mapping[tuple[str, str], tuple[Codec, ...]] = field(default_factory=dict)
+    input_bytes: int | None = None  # overrides the profiles' model input size
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -73,6 +100,9 @@ class Scenario:
             if h.tier not in self.tiers:
                 raise ScenarioError(f"host {h.name!r} is on unknown tier {h.tier!r}; tiers are "
                                     f"{list(self.tiers)}")
+        if self.input_bytes is not None and (not isinstance(self.input_bytes, int)
+                                             or self.input_bytes < 0):
+            raise ScenarioError(f"input_bytes must be an integer >= 0, got {self.input_bytes!r}")
         if not self.hosts_of(self.tiers[0]):
             raise ScenarioError(f"the first tier {self.tiers[0]!r} (where the input starts) has "
                                 "no host")
@@ -104,6 +134,17 @@ class Scenario:
             return self.tiers.index(tier)
         except ValueError:
             raise ScenarioError(f"unknown tier {tier!r}; tiers are {list(self.tiers)}") from None
+
+    def codec(self, a: Host, b: Host) -> Codec:
+        """The allowed codec that moves a byte from a to b fastest (raw if none is given)."""
+        link = self.link(a, b)
+        for key in ((a.name, b.name), (a.tier, b.tier), (b.name, a.name), (b.tier, a.tier)):
+            if key in self.codecs and self.codecs[key]:
+                return min(self.codecs[key], key=lambda c: c.seconds_per_byte(link))
+        return RAW
+
+    def seconds_per_byte(self, a: Host, b: Host) -> float:
+        return self.codec(a, b).seconds_per_byte(self.link(a, b))
 
     def link(self, a: Host, b: Host) -> Link:
         """The link data takes from host a to host b: host pair first, then tier pair."""
@@ -168,6 +209,9 @@ def load_scenario(path: str | Path, base_dir: Path | None = None) -> Scenario:
         links:
           device-edge: 10mbit,20ms
           e1-cloud: {bandwidth: 1gbit, latency: 5ms}
+        codecs:    # optional, per hop: the planner takes the fastest allowed one
+          device-edge: [{name: q8+lz4, ratio: 0.2, encode_s_per_byte: 2e-9, decode_s_per_byte: 1e-9}]
+        input_bytes: 150528   # optional: overrides the profiles' input size
     """
     path = Path(path)
     text = path.read_text()
@@ -185,10 +229,11 @@ def load_scenario(path: str | Path, base_dir: Path | None = None) -> Scenario:
 def scenario_from_dict(data: Any, base_dir: Path, source: str = "scenario") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping with 'hosts' and 'links'")
-    unknown = set(data) - {"tiers", "hosts", "links", "return_outputs"}
+    accepted = {"tiers", "hosts", "links", "return_outputs", "codecs", "input_bytes"}
+    unknown = set(data) - accepted
     if unknown:
-        raise ScenarioError(f"{source}: unknown keys {sorted(unknown)}; accepted: tiers, hosts, "
-                            "links, return_outputs")
+        raise ScenarioError(f"{source}: unknown keys {sorted(unknown)}; accepted: "
+                            f"{', '.join(sorted(accepted))}")
     tiers = tuple(data.get("tiers", DEFAULT_TIERS))
     hosts = []
     for i, raw in enumerate(data.get("hosts", ())):
@@ -208,4 +253,13 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "scenario") -> S
             links[(a, b)] = Link(parse_rate(value["bandwidth"]), parse_seconds(value.get("latency", 0)))
         else:
             links[(a, b)] = parse_link(str(value))
-    return Scenario(tiers, tuple(hosts), links, bool(data.get("return_outputs", True)))
+    codecs = {}
+    for key, entries in (data.get("codecs") or {}).items():
+        a, _, b = str(key).partition("-")
+        try:
+            codecs[(a, b)] = tuple(Codec(**e) for e in entries)
+        except TypeError as exc:
+            raise ScenarioError(f"{source}: codec on {key!r}: {exc}; a codec has name, ratio, "
+                                "encode_s_per_byte, decode_s_per_byte") from None
+    return Scenario(tiers, tuple(hosts), links, bool(data.get("return_outputs", True)), codecs,
+                    data.get("input_bytes"))
