@@ -13,15 +13,28 @@ Variables (HiGHS through ``scipy.optimize.milp``):
   once y is integral.
 
 Forbidden labels (inf unary) become bounds on y, or y[v][l] = y[v][l+1] rows for a gap in the
-middle; nothing infinite reaches HiGHS. The objective is scaled so its largest coefficient is
-1, each row so its largest coefficient is 1, and HiGHS runs with zero MIP gaps and tightened
-feasibility tolerances. A labelling HiGHS accepts only within its tolerances is checked with
-``side_violations`` exactly; if it breaks a constraint it is cut off (a no-good cut on y) and
-the program solved again, so the answer always honours every side constraint exactly.
+middle; nothing infinite reaches HiGHS. Each row is scaled so its largest coefficient is 1.
+
+Exactness, as floating point allows it:
+
+* HiGHS runs with zero MIP gaps and 1e-9 tolerances, without presolve (see HIGHS_OPTIONS).
+* The objective is solved twice: scaled so its largest coefficient is 1, then scaled to the
+  optimum found, so that differences of 1e-9 of the optimum decide even when the optimum is
+  far below the largest cost; the better labelling by ``evaluate`` wins.
+* Every answer is recomputed with ``evaluate`` and checked with ``side_violations``. The side
+  rows carry a little more room than the caps (ROW_SLACK, so HiGHS's rounding never cuts off
+  a labelling exactly at a cap); a labelling HiGHS accepts within that room but the exact
+  check does not is cut off (a no-good cut on y) and the program solved again. So the answer
+  always honours every side constraint exactly.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import math
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -31,16 +44,25 @@ from scipy.sparse import csr_matrix
 from .problem import INF, Problem, Side, evaluate, side_violations
 
 SLACK = 1e-12  # the relative slack side_violations grants every cap
-ROW_SLACK = 1e-9  # extra room on each scaled side row, above HiGHS's rounding (see solve)
+ROW_SLACK = 1e-9  # extra room on each scaled side row, above HiGHS's rounding
+REFINE = 0.01  # pass 2 scales the objective to this fraction of pass 1's optimum
 MAX_CUTS = 200  # no-good cuts before giving up (each removes one labelling HiGHS misjudged)
+# HiGHS (1.12, as scipy 1.17 ships it) with zero MIP gaps and tight tolerances, so that cost
+# differences of 1e-9 of the total still decide. Its presolve misjudged some small programs
+# (a wrong "infeasible", a wrong "optimal"), so it is off; it also costs more than it saves
+# here. Tight tolerances now and then end in a solve error: then the fallbacks run in turn.
 HIGHS_OPTIONS = {
-    "presolve": False,  # HiGHS 1.12's presolve misjudged small programs (see the report)
+    "presolve": False,
     "mip_rel_gap": 0.0,
     "mip_abs_gap": 0.0,
     "primal_feasibility_tolerance": 1e-9,
     "dual_feasibility_tolerance": 1e-9,
     "mip_feasibility_tolerance": 1e-9,
 }
+FALLBACK_OPTIONS = (
+    {"mip_feasibility_tolerance": 1e-7},
+    {"mip_feasibility_tolerance": 1e-7, "presolve": True},
+)
 
 
 class _Program:
@@ -241,21 +263,49 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
     if prog.infeasible:
         return INF, ()
 
-    scale = max((abs(a) for a in obj.values()), default=0.0) or 1.0
-    cvec = np.zeros(prog.n_vars)
-    for col, a in obj.items():
-        cvec[col] = a / scale
+    # Pass 1 scales the objective so its largest coefficient is 1. HiGHS resolves the
+    # objective to about its tolerance on that scale, which can be coarser than 1e-9 of the
+    # optimum when the optimum avoids every expensive option; pass 2 then solves again with
+    # the objective scaled to the optimum found, and the better labelling (exactly) wins.
+    biggest = max((abs(a) for a in obj.values()), default=0.0) or 1.0
     integrality = np.zeros(prog.n_vars)
     integrality[:prog.n_y] = 1
     bounds = Bounds(np.array(prog.lb), np.array(prog.ub))
 
+    def objective(scale: float) -> np.ndarray:
+        cvec = np.zeros(prog.n_vars)
+        for col, a in obj.items():
+            cvec[col] = a / scale
+        return cvec
+
+    best = _optimise(problem, side, prog, objective(biggest), integrality, bounds)
+    total = best[0]
+    if 0 < abs(total) < INF and biggest > REFINE * abs(total):
+        scale = max(REFINE * abs(total), biggest * 1e-12)
+        # Only a better labelling is of interest: prune above pass 1's (a hair above, so
+        # HiGHS's rounding cannot prune pass 1's labelling itself).
+        bound = (total - obj_const) / scale + 1e-6
+        try:
+            again = _optimise(problem, side, prog, objective(scale), integrality, bounds,
+                              {"objective_bound": bound}, fallbacks=False)
+        except RuntimeError:  # pass 1's answer stands
+            again = (INF, ())
+        if again[0] < total:
+            best = again
+    return best
+
+
+def _optimise(problem: Problem, side: Side, prog: _Program, cvec, integrality, bounds,
+              options: dict | None = None, fallbacks: bool = True
+              ) -> tuple[float, tuple[int, ...]]:
+    """HiGHS's best labelling that honours ``side`` exactly, cutting off any it accepted only
+    within its tolerances."""
+    n, k = prog.n, prog.k
     for _ in range(MAX_CUTS):
-        res = _run(prog, cvec, integrality, bounds)
-        if res.x is None:
-            if res.status == 2:  # infeasible
-                return INF, ()
-            raise RuntimeError(f"the integer program failed: {res.message}")
-        ys = np.asarray(res.x[:prog.n_y]).reshape(n, k - 1) > 0.5
+        x = _run(prog, cvec, integrality, bounds, options or {}, fallbacks)
+        if x is None:
+            return INF, ()
+        ys = x[:prog.n_y].reshape(n, k - 1) > 0.5
         labels = tuple(int(row.sum()) for row in ys)
         cost = evaluate(problem, labels)
         if cost < INF and not _broken(problem, side, labels):
@@ -287,7 +337,9 @@ def _broken(problem: Problem, side: Side, labels) -> bool:
         return True
 
 
-def _run(prog: _Program, cvec, integrality, bounds):
+def _run(prog: _Program, cvec, integrality, bounds, options: dict, fallbacks: bool):
+    """HiGHS's solution vector, or None when the program is infeasible. An attempt that ends
+    without a solution (a solve error, or "infeasible") is tried again with each fallback."""
     constraints = []
     if prog.rows:
         data, rows, cols = [], [], []
@@ -301,10 +353,56 @@ def _run(prog: _Program, cvec, integrality, bounds):
             hi.append(b)
         matrix = csr_matrix((data, (rows, cols)), shape=(len(prog.rows), prog.n_vars))
         constraints.append(LinearConstraint(matrix, np.array(lo), np.array(hi)))
-    with warnings.catch_warnings():  # the options beyond scipy's list go to HiGHS verbatim
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return milp(cvec, integrality=integrality, bounds=bounds, constraints=constraints,
-                    options=dict(HIGHS_OPTIONS))
+    failures = []
+    for extra in ({}, *(FALLBACK_OPTIONS if fallbacks else ())):
+        with warnings.catch_warnings(), _quiet_stdout():
+            # the options beyond scipy's own list go to HiGHS verbatim, with a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = milp(cvec, integrality=integrality, bounds=bounds, constraints=constraints,
+                       options={**HIGHS_OPTIONS, **options, **extra})
+        if res.x is not None:
+            return np.asarray(res.x)
+        failures.append(res)
+    if any(res.status == 2 for res in failures):  # infeasible
+        return None
+    raise RuntimeError(f"the integer program failed: {failures[0].message}")
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS 1.12 printf()s a debug line ("HighsMipSolverData::transformNewIntegerFeasible
+    Solution tmpSolver.run();") on some solves, straight to file descriptor 1, where it would
+    land in the middle of ``tiercut plan --json``. Point descriptor 1 at the null device
+    while HiGHS runs, flushing C's buffer before it is put back."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield  # no descriptor 1 to guard
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        _flush_c_stdout()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(None)
+    except (OSError, TypeError):  # no C library to reach this way (Windows)
+        return None
+
+
+def _flush_c_stdout() -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.fflush(None)
 
 
 def _check_indices(problem: Problem, side: Side) -> None:
