@@ -113,7 +113,8 @@ def side_violations(problem: Problem, side: Side, labels: Sequence[int]) -> list
             broken.append(f"label {label} computes {seconds[label]:.6g} s > {cap:.6g} s")
     for label, share in side.max_share:
         if seconds[label] > share * total * (1 + 1e-12):
-            broken.append(f"label {label} takes {seconds[label] / total:.1%} of the total > {share:.1%}")
+            broken.append(f"label {label} computes {seconds[label]:.6g} s, more than {share:.1%} "
+                          f"of the total {total:.6g} s")
     for label, cap in side.max_memory:
         if memory[label] > cap * (1 + 1e-12):
             broken.append(f"label {label} needs {memory[label]:.0f} bytes > {cap:.0f}")
