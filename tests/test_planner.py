@@ -1,5 +1,4 @@
 """The planner on small scenarios: exact against brute force, constraints honoured, bad input."""
-import itertools
 import math
 import random
 

@@ -182,6 +182,13 @@ def predict(
                   f"{result.total_latency_s * 1e3:.2f} ms -> {output}")
 
 
+def _number(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{flag} value {text!r} is not a number") from None
+
+
 def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
     out = []
     for item in items:
@@ -223,18 +230,12 @@ def plan_cmd(
     from .planner.flags import scenario_from_flags
 
     try:
-        scenario = scenario_from_flags(model, tier, [kv for kv in _pairs(link, "--link")],
+        scenario = scenario_from_flags(model, tier, _pairs(link, "--link"),
                                        scenario_file, not no_return, console, input_bytes)
-        def number(flag: str, text: str) -> float:
-            try:
-                return float(text)
-            except ValueError:
-                raise typer.BadParameter(f"{flag} value {text!r} is not a number") from None
-
         constraints = Constraints(
             pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
             use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
-            max_bytes={k: number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")})
+            max_bytes={k: _number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")})
         if sweep:
             _sweep(scenario, constraints, sweep, plot)
             return

@@ -1,8 +1,8 @@
 """Where to cut: scenarios, the cost model, exact placement algorithms and plans.
 
 Planners are pure functions over plain data: a Scenario (tiers, hosts with profiles, links)
-and Constraints in, a Plan out. Nothing here opens a file or a socket except
-``load_scenario``.
+and Constraints in, a Plan out. Only ``load_scenario`` and the command-line glue in
+``flags.py`` read files (or profile a model); the algorithms never do.
 """
 from .build import Constraints
 from .plan import Hop, Plan

@@ -331,10 +331,7 @@ def _optimise(problem: Problem, side: Side, prog: _Program, cvec, integrality, b
 
 
 def _broken(problem: Problem, side: Side, labels) -> bool:
-    try:
-        return bool(side_violations(problem, side, labels))
-    except ZeroDivisionError:  # its message divides by the total when a share of 0 s is broken
-        return True
+    return bool(side_violations(problem, side, labels))
 
 
 def _run(prog: _Program, cvec, integrality, bounds, options: dict, fallbacks: bool):
