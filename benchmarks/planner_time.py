@@ -56,6 +56,15 @@ def main() -> None:
         table.best(1e6 + i * 50.0)
     rows.append(("decision-table lookup", (time.perf_counter() - t0) / lookups, 20e-6,
                  f"{len(table.entries)} plans"))
+    loaded = build_table(three, load_tier="edge", load_range=(0.5, 8.0))
+    t0 = time.perf_counter()
+    for i in range(lookups):
+        loaded.best(1e6 + i * 50.0, 0.5 + (i % 64) / 8)
+    rows.append(("lookup with edge load", (time.perf_counter() - t0) / lookups, 20e-6,
+                 f"{len(loaded.entries)} plans"))
+    t0 = time.perf_counter()
+    plan(three, "throughput")
+    rows.append(("3-tier throughput (once)", time.perf_counter() - t0, 10.0, "milp"))
     print(f"{'query':<24}{'median':>12}{'goal':>10}  method")
     for label, seconds, goal, method in rows:
         unit, scale = ("us", 1e6) if goal < 1e-3 else ("ms", 1e3)

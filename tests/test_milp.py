@@ -1,6 +1,7 @@
 """The integer program against brute force, with and without side constraints."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -8,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tiercut.planner import brute, milp
-from tiercut.planner.problem import INF, Problem, Side, crossing, evaluate, side_violations
+from tiercut.planner.problem import (INF, Problem, Side, crossing, evaluate, side_violations,
+                                     stage_times)
 
 REL = 1e-9
 
@@ -125,6 +127,35 @@ FAST = settings(max_examples=400, deadline=None,
 @given(cases())
 def test_milp_matches_constrained_brute_force(case):
     check(*case)
+
+
+@st.composite
+def bottleneck_cases(draw) -> tuple[Problem, Side]:
+    """A constrained case, plus reply costs per boundary and which nodes are returned."""
+    problem, side = draw(cases())
+    n, k = len(problem.names), problem.labels
+    back = (0.0,) + tuple(draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-10, 1e-6)),
+                                        min_size=k - 1, max_size=k - 1)))
+    returned = tuple(sorted(draw(st.sets(st.integers(problem.n_inputs, max(n - 1, 0)),
+                                         max_size=2)))) if n > problem.n_inputs else ()
+    return problem, dataclasses.replace(side, back_per_byte=back, returned=returned)
+
+
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(bottleneck_cases())
+def test_bottleneck_matches_brute_force(case):
+    problem, side = case
+    want, _ = brute.solve_bottleneck(problem, side)
+    got, labels = milp.solve_bottleneck(problem, side)
+    assert same(got, want), (got, want, labels)
+    if got < INF:
+        assert got == max(stage_times(problem, side, labels))
+        assert side_violations(problem, side, labels) == []
+        # among the labellings tied at the bottleneck, the lowest latency objective
+        tied, _ = brute.solve(problem, side, lambda ls: evaluate(problem, ls)
+                              if max(stage_times(problem, side, ls)) <= got else INF)
+        assert evaluate(problem, labels) <= tied * (1 + 1e-9) + 1e-12
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

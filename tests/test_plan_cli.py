@@ -81,3 +81,30 @@ def test_sweep_prints_breakpoints_and_draws(profiles, tmp_path):
                                  "0.1mbit..1gbit", "--plot", str(png)])
     assert result.exit_code == 0, result.output
     assert "decision table" in result.output and png.stat().st_size > 1000
+
+
+def test_throughput_and_tier_caps_from_flags(profiles):
+    _, p, here = profiles
+    base = ["plan", "--tier", f"device={p['phone']}", "--tier", f"edge={p['e1']},{p['e2']}",
+            "--tier", f"cloud={p['c1']}", "--link", "device-edge=10mbit,20ms",
+            "--link", "edge-cloud=100mbit,10ms", "--link", "device-cloud=2mbit,40ms"]
+    stream = runner.invoke(app, [*base, "--objective", "throughput", "--json"])
+    assert stream.exit_code == 0, stream.output
+    data = json.loads(stream.output)
+    assert data["method"] == "milp" and data["objective"] == "throughput"
+    assert data["predicted"]["requests_per_s"] == pytest.approx(1 / data["value"])
+    human = runner.invoke(app, [*base, "--objective", "throughput"])
+    assert human.exit_code == 0 and "requests/s" in human.output
+
+    capped = runner.invoke(app, [*base, "--max-seconds", "device=0", "--never-host", "e2",
+                                 "--json"])
+    assert capped.exit_code == 0, capped.output
+    data = json.loads(capped.output)
+    assert "device" not in data["assignment"].values() and data["hosts"]["edge"] != "e2"
+    share = runner.invoke(app, [*base, "--max-seconds", "device=0%", "--only-host", "phone",
+                                "--only-host", "c1", "--json"])
+    assert share.exit_code == 0, share.output
+    assert set(json.loads(share.output)["assignment"].values()) == {"cloud"}
+    for bad in ("device=soon", "device=150%", "device=-1"):
+        result = runner.invoke(app, [*base, "--max-seconds", bad])
+        assert result.exit_code == 2 and "--max-seconds" in result.output, (bad, result.output)

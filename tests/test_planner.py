@@ -137,3 +137,29 @@ def test_input_bytes_override():
     assert math.isclose(plan(small).value, brute_best(small), rel_tol=1e-9)
     with pytest.raises(ScenarioError, match=r"input_bytes must be an integer >= 0, got -1"):
         Scenario(sc.tiers, sc.hosts, sc.links, input_bytes=-1)
+
+
+def brute_bottleneck(scenario: Scenario, constraints=Constraints()) -> float:
+    return min(brute.solve_bottleneck(*build(scenario, r, "throughput", constraints))[0]
+               for r in routes(scenario, constraints))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_throughput_optimum_equals_brute_force(seed):
+    sc = three_tiers(seed, two_edges=seed % 2 == 0)
+    c = Constraints(use_tiers=("edge",)) if seed % 3 == 2 else Constraints()
+    p = plan(sc, "throughput", c)
+    assert p.method == "milp"
+    assert math.isclose(p.value, brute_bottleneck(sc, c), rel_tol=1e-9)
+    # the slowest stage is a tier's compute or a hop's transfer of this very plan
+    stages = [*p.tier_seconds.values(),
+              *(h.seconds - sc.link(sc.host(h.src_host), sc.host(h.dst_host)).latency_s
+                for h in p.hops)]
+    assert p.value >= max(stages) * (1 - 1e-9)
+    for tier in ("device", "cloud"):  # never a slower stream than everything on one tier
+        one = plan(sc, "throughput", Constraints(pin={n: tier for n in p.assignment},
+                                                 only_hosts=("phone", "c1")))
+        assert p.value <= one.value * (1 + 1e-12)
+    assert plan(sc, "throughput", c, method="brute").value == pytest.approx(p.value, rel=1e-9)
+    with pytest.raises(ScenarioError, match=r"throughput objective is solved by 'milp' or 'brute'"):
+        plan(sc, "throughput", c, method="mincut")

@@ -199,6 +199,31 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
     return out
 
 
+def _tier_caps(pairs: list[tuple[str, str]]) -> tuple[dict[str, float], dict[str, float]]:
+    """--max-seconds values: seconds ("0.02", "20ms") or a share of the total ("30%")."""
+    from .planner.scenario import parse_seconds
+
+    seconds, share = {}, {}
+    for tier, value in pairs:
+        if value.endswith("%"):
+            p = _number("--max-seconds", value[:-1])
+            if not 0 <= p <= 100:
+                raise typer.BadParameter(f"--max-seconds {tier}={value}: a share is 0..100%")
+            share[tier] = p / 100
+        else:
+            try:
+                seconds[tier] = float(value)
+            except ValueError:
+                try:
+                    seconds[tier] = parse_seconds(value)
+                except TiercutError:
+                    raise typer.BadParameter(f"--max-seconds {tier}={value}: give seconds "
+                                             "(0.02, 20ms) or a share (30%)") from None
+            if not seconds[tier] >= 0:
+                raise typer.BadParameter(f"--max-seconds {tier}={value}: must be >= 0")
+    return seconds, share
+
+
 @app.command("plan")
 def plan_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="profile this model here and "
@@ -208,12 +233,17 @@ def plan_cmd(
                                    "profile JSON or (with --model) xSPEED"),
     link: list[str] = typer.Option([], "--link", help="A-B=RATE[,DELAY], A and B tiers or hosts"),
     scenario_file: Optional[Path] = typer.Option(None, "--scenario", help="YAML or TOML scenario"),
-    objective: str = typer.Option("latency", "--objective", help="latency or energy"),
+    objective: str = typer.Option("latency", "--objective",
+                                  help="latency, throughput (slowest stage) or energy"),
     pin: list[str] = typer.Option([], "--pin", help="NODE=TIER"),
     forbid: list[str] = typer.Option([], "--forbid", help="NODE=TIER"),
     use_tier: list[str] = typer.Option([], "--use-tier"),
     skip_tier: list[str] = typer.Option([], "--skip-tier"),
     max_bytes: list[str] = typer.Option([], "--max-bytes", help="TIER_A-TIER_B=BYTES"),
+    max_seconds: list[str] = typer.Option([], "--max-seconds", help="TIER=SECONDS (e.g. "
+                                          "edge=0.02 or edge=20ms), or TIER=P% of the total"),
+    only_host: list[str] = typer.Option([], "--only-host", help="use only these hosts"),
+    never_host: list[str] = typer.Option([], "--never-host", help="never use this host"),
     no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
     input_bytes: Optional[int] = typer.Option(None, "--input-bytes", min=0,
                                               help="the model input's size, if not the profile's"),
@@ -232,10 +262,13 @@ def plan_cmd(
     try:
         scenario = scenario_from_flags(model, tier, _pairs(link, "--link"),
                                        scenario_file, not no_return, console, input_bytes)
+        seconds, share = _tier_caps(_pairs(max_seconds, "--max-seconds"))
         constraints = Constraints(
             pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
             use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
-            max_bytes={k: _number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")})
+            max_bytes={k: _number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")},
+            max_seconds=seconds, max_share=share, only_hosts=tuple(only_host),
+            never_hosts=tuple(never_host))
         if sweep:
             _sweep(scenario, constraints, sweep, plot)
             return
@@ -308,6 +341,9 @@ def _print_plan(result, device, top) -> None:  # noqa: ANN001
     if result.hops:
         console.print(hops)
     console.print(f"return of the outputs: {result.return_s * 1e3:.2f} ms")
+    if result.objective == "throughput":
+        rate = f"{1 / result.value:.1f} requests/s" if result.value else "unbounded"
+        console.print(f"[bold]slowest stage {result.value * 1e3:.2f} ms: {rate}[/bold]")
     console.print(f"[bold]predicted total {result.total_s * 1e3:.2f} ms[/bold]   baselines: "
                   f"{device.method} {device.total_s * 1e3:.2f} ms"
                   + (f", {top.method} {top.total_s * 1e3:.2f} ms" if top else ""))

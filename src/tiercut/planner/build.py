@@ -13,7 +13,7 @@ from typing import Iterator
 from .problem import INF, Problem, Route, Side
 from .scenario import Host, Scenario, ScenarioError
 
-OBJECTIVES = ("latency", "energy")
+OBJECTIVES = ("latency", "throughput", "energy")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
     fwd = [scenario.link(hosts[i - 1], hosts[i]) for i in range(1, m)]
     back = [scenario.link(hosts[i], hosts[i - 1]) for i in range(1, m)]
     # Latency weighs every second 1; device energy weighs device compute by its compute power,
-    # the device's own hop by its radio power, and everything else 0.
+    # the device's own hop by its radio power, and everything else 0. Throughput keeps the
+    # latency problem (for the plan's breakdown and to break ties); its bottleneck reads the
+    # per-stage seconds from the problem and the side.
     device = hosts[0]
     energy = objective == "energy"
     compute_w = [device.compute_power_w if label == 0 else 0.0 for label in range(m)] \

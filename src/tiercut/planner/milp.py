@@ -36,12 +36,14 @@ import math
 import os
 import sys
 import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from .problem import INF, Problem, Side, evaluate, side_violations
+from .problem import INF, Problem, Side, evaluate, side_violations, stage_times
 
 SLACK = 1e-12  # the relative slack side_violations grants every cap
 ROW_SLACK = 1e-9  # extra room on each scaled side row, above HiGHS's rounding
@@ -76,6 +78,13 @@ class _Program:
         self.ub: list[float] = [1.0] * self.n_y
         self.rows: list[tuple[dict[int, float], float, float]] = []
         self.infeasible = False
+
+    def copy(self) -> "_Program":
+        """A copy whose new rows (cuts) leave this program as it is."""
+        other = _Program(self.n, self.k)
+        other.__dict__.update(self.__dict__)
+        other.lb, other.ub, other.rows = list(self.lb), list(self.ub), list(self.rows)
+        return other
 
     def y(self, v: int, j: int) -> int:
         return v * (self.k - 1) + (j - 1)
@@ -141,19 +150,33 @@ def _fill(values: list[float], allowed: list[bool]) -> list[float]:
     return out
 
 
-def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
-    """(best objective, labels) honouring every side constraint; (inf, ()) when none does."""
-    n, k = len(problem.names), problem.labels
-    if k < 1:
-        return INF, ()
-    _check_indices(problem, side)
-    if n == 0 or k == 1:  # one labelling at most: all zeros
-        labels = (0,) * n
-        cost = evaluate(problem, labels)
-        if cost < INF and not _broken(problem, side, labels):
-            return cost, labels
-        return INF, ()
+@dataclass
+class _Built:
+    """A program with every row but the objective's, and the objective as coefficients."""
 
+    prog: _Program
+    obj: dict[int, float]  # the latency-style objective on y and z
+    obj_const: float
+    allowed: list[list[bool]]
+    z: dict[tuple[int, int], int]  # (tensor, boundary) -> column
+
+    def seconds(self, problem: Problem, side: Side, label: int) -> tuple[dict[int, float], float]:
+        """Compute seconds at ``label`` as coefficients on y plus a constant."""
+        coef: dict[int, float] = {}
+        const = 0.0
+        for v in range(problem.n_inputs, len(problem.names)):
+            if self.allowed[v][label]:
+                c, k0 = self.prog.indicator(v, label)
+                _accumulate(coef, c, side.compute_s[v][label])
+                const += k0 * side.compute_s[v][label]
+        return coef, const
+
+
+def _build(problem: Problem, side: Side, all_crossings: bool = False) -> _Built | None:
+    """Every row but the objective's; None when the program is plainly infeasible.
+    ``all_crossings``: a z column for every tensor that can cross, not only for those the
+    objective or a byte cap prices."""
+    n, k = len(problem.names), problem.labels
     prog = _Program(n, k)
     seconds_capped = {lab for lab, _ in side.max_seconds} | {lab for lab, _ in side.max_share}
     # Which labels each node may take: finite unary, and finite compute where it is capped.
@@ -165,7 +188,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
                 if not math.isfinite(side.compute_s[v][lab]):
                     ok[lab] = False
         if not any(ok):
-            return INF, ()
+            return None
         allowed.append(ok)
         lo = ok.index(True)
         hi = k - 1 - ok[::-1].index(True)
@@ -203,7 +226,7 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
         for i in range(1, k):
             c = problem.per_byte[i] * problem.out_bytes[u]
             b = problem.out_bytes[u]
-            if not c and not (i in capped_boundaries and b):
+            if not c and not (i in capped_boundaries and b) and not (all_crossings and b):
                 continue
             col = prog.new_var(0.0, 1.0)
             z[u, i] = col
@@ -223,15 +246,10 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
         coef = {z[u, i]: problem.out_bytes[u] for (u, i) in z if i == boundary}
         prog.add(coef, 0.0, -INF, cap * (1 + SLACK), ROW_SLACK)
 
+    built = _Built(prog, obj, obj_const, allowed, z)
+
     def seconds(label: int) -> tuple[dict[int, float], float]:
-        coef: dict[int, float] = {}
-        const = 0.0
-        for v in range(problem.n_inputs, n):
-            if allowed[v][label]:
-                c, k0 = prog.indicator(v, label)
-                _accumulate(coef, c, side.compute_s[v][label])
-                const += k0 * side.compute_s[v][label]
-        return coef, const
+        return built.seconds(problem, side, label)
 
     for label, cap in side.max_seconds:
         coef, const = seconds(label)
@@ -260,8 +278,19 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
                 _accumulate(coef, c)
                 const += k0
         prog.add(coef, const, 1.0, INF)
-    if prog.infeasible:
+    return None if prog.infeasible else built
+
+
+
+def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
+    """(best objective, labels) honouring every side constraint; (inf, ()) when none does."""
+    trivial = _trivial(problem, side, lambda labels: evaluate(problem, labels))
+    if trivial is not None:
+        return trivial
+    built = _build(problem, side)
+    if built is None:
         return INF, ()
+    prog, obj, obj_const = built.prog, built.obj, built.obj_const
 
     # Pass 1 scales the objective so its largest coefficient is 1. HiGHS resolves the
     # objective to about its tolerance on that scale, which can be coarser than 1e-9 of the
@@ -295,21 +324,124 @@ def solve(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
     return best
 
 
+def _trivial(problem: Problem, side: Side, cost: Callable[[Sequence[int]], float]
+             ) -> tuple[float, tuple[int, ...]] | None:
+    """The answer when there is at most one labelling (all zeros); None otherwise."""
+    n, k = len(problem.names), problem.labels
+    if k < 1:
+        return INF, ()
+    _check_indices(problem, side)
+    if n and k > 1:
+        return None
+    labels = (0,) * n
+    value = cost(labels)
+    if value < INF and not _broken(problem, side, labels):
+        return value, labels
+    return INF, ()
+
+
+def bottleneck(problem: Problem, side: Side, labels: Sequence[int]) -> float:
+    """The slowest pipeline stage of a labelling (inf when it is forbidden)."""
+    if evaluate(problem, labels) == INF:
+        return INF
+    return max(stage_times(problem, side, labels))
+
+
+def solve_bottleneck(problem: Problem, side: Side) -> tuple[float, tuple[int, ...]]:
+    """(shortest slowest stage, labels): the best throughput of a stream, one request per that
+    many seconds, honouring every side constraint. Among labellings with that bottleneck the
+    one with the lowest latency objective is preferred.
+
+    The program adds a column T and a row "stage <= T" for every label's compute, every
+    boundary's forward transfer and every boundary's reply; it minimises T. HiGHS's answer is
+    then improved until no labelling with an exactly shorter bottleneck (by 1e-9 relative)
+    remains, and last the latency objective picks among the labellings tied at it.
+    """
+    def cost(labels: Sequence[int]) -> float:
+        return bottleneck(problem, side, labels)
+
+    trivial = _trivial(problem, side, cost)
+    if trivial is not None:
+        return trivial
+    built = _build(problem, side, all_crossings=True)
+    if built is None:
+        return INF, ()
+    prog, k = built.prog, problem.labels
+    t = prog.new_var(0.0, INF)
+    for label in range(k):
+        coef, const = built.seconds(problem, side, label)
+        prog.add({**coef, t: -1.0}, const, -INF, 0.0)
+    for i in range(1, k):
+        coef = {col: problem.per_byte[i] * problem.out_bytes[u]
+                for (u, b), col in built.z.items() if b == i}
+        prog.add({**coef, t: -1.0}, 0.0, -INF, 0.0)
+    for i in range(1, len(side.back_per_byte)):
+        coef = {}
+        for u in side.returned:
+            if u >= problem.n_inputs:
+                _accumulate(coef, {prog.y(u, i): side.back_per_byte[i] * problem.out_bytes[u]})
+        prog.add({**coef, t: -1.0}, 0.0, -INF, 0.0)
+    if prog.infeasible:
+        return INF, ()
+    integrality = np.zeros(prog.n_vars)
+    integrality[:prog.n_y] = 1
+    cvec = np.zeros(prog.n_vars)
+    cvec[t] = 1.0
+
+    def bounds(t_max: float) -> Bounds:
+        ub = list(prog.ub)
+        ub[t] = t_max
+        return Bounds(np.array(prog.lb), np.array(ub))
+
+    best = _optimise(problem, side, prog, cvec, integrality, bounds(INF), cost=cost)
+    for _ in range(MAX_CUTS):  # is there an exactly shorter bottleneck?
+        if not 0 < best[0] < INF:
+            break
+        try:  # on a copy: its cuts also remove labellings tied with the best
+            better = _optimise(problem, side, prog.copy(), cvec, integrality,
+                               bounds(best[0] * (1 - 1e-9)), fallbacks=False, cost=cost,
+                               accept=lambda labels, value: value < best[0])
+        except RuntimeError:
+            break
+        if not better[0] < best[0]:
+            break
+        best = better
+    if best[0] == INF:
+        return best
+    # Among the labellings tied at the bottleneck, the lowest latency objective.
+    scale = max((abs(a) for a in built.obj.values()), default=0.0) or 1.0
+    latency = np.zeros(prog.n_vars)
+    for col, a in built.obj.items():
+        latency[col] = a / scale
+    try:
+        tied = _optimise(problem, side, prog, latency, integrality,
+                         bounds(best[0] * (1 + 1e-9)), fallbacks=False, cost=cost,
+                         accept=lambda labels, value: value <= best[0], max_cuts=20)
+    except RuntimeError:
+        return best
+    return tied if tied[0] <= best[0] else best
+
+
 def _optimise(problem: Problem, side: Side, prog: _Program, cvec, integrality, bounds,
-              options: dict | None = None, fallbacks: bool = True
-              ) -> tuple[float, tuple[int, ...]]:
+              options: dict | None = None, fallbacks: bool = True,
+              cost: Callable[[Sequence[int]], float] | None = None,
+              accept: Callable[[Sequence[int], float], bool] | None = None,
+              max_cuts: int = MAX_CUTS) -> tuple[float, tuple[int, ...]]:
     """HiGHS's best labelling that honours ``side`` exactly, cutting off any it accepted only
-    within its tolerances."""
+    within its tolerances. ``cost`` (default: the problem's objective) prices a labelling;
+    ``accept`` may refuse more (a labelling no better than one already found)."""
     n, k = prog.n, prog.k
-    for _ in range(MAX_CUTS):
+    cost = cost or (lambda labels: evaluate(problem, labels))
+    for _ in range(max_cuts):
         x = _run(prog, cvec, integrality, bounds, options or {}, fallbacks)
         if x is None:
             return INF, ()
         ys = x[:prog.n_y].reshape(n, k - 1) > 0.5
         labels = tuple(int(row.sum()) for row in ys)
-        cost = evaluate(problem, labels)
-        if cost < INF and not _broken(problem, side, labels):
-            return cost, labels
+        value = cost(labels)
+        if value < INF and not _broken(problem, side, labels) and (
+                accept is None or accept(labels, value)):
+            return value, labels
         # HiGHS took a labelling its tolerances allow and the exact check does not: cut it off.
         cut: dict[int, float] = {}
         const = 0.0
@@ -327,7 +459,7 @@ def _optimise(problem: Problem, side: Side, prog: _Program, cvec, integrality, b
         if prog.infeasible:
             return INF, ()
     raise RuntimeError(f"the integer program kept returning labellings that break the side "
-                       f"constraints after {MAX_CUTS} cuts")
+                       f"constraints after {max_cuts} cuts")
 
 
 def _broken(problem: Problem, side: Side, labels) -> bool:

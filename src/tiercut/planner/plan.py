@@ -25,7 +25,9 @@ class Hop:
 class Plan:
     model: str
     objective: str
-    value: float  # the objective's value (seconds for latency, joules for energy)
+    # the objective's value: seconds for latency, joules for energy, and for throughput the
+    # seconds per request of the slowest pipeline stage (compute per tier, transfer per hop)
+    value: float
     total_s: float  # predicted latency of one request, whatever the objective
     method: str
     route: Route
@@ -40,6 +42,8 @@ class Plan:
         data["route"] = {"tiers": list(self.route.tiers), "hosts": list(self.route.hosts)}
         data["predicted"] = {"total_s": self.total_s, "objective": self.objective,
                              "value": self.value}
+        if self.objective == "throughput":  # value: seconds per request at the slowest stage
+            data["predicted"]["requests_per_s"] = 1.0 / self.value if self.value else None
         data["bytes"] = {f"{h.src}-{h.dst}": h.bytes for h in self.hops}
         data["hops"] = [{**asdict(h), "tensors": list(h.tensors)} for h in self.hops]
         return data

@@ -13,7 +13,7 @@ from typing import Callable
 from . import brute, chain
 from .build import Constraints, build, graph_arrays, routes
 from .plan import Plan, describe
-from .problem import INF, Problem, Route, Side, side_violations
+from .problem import INF, Problem, Route, Side, evaluate, side_violations
 from .scenario import Scenario, ScenarioError
 
 METHODS = ("auto", "chain", "mincut", "milp", "brute")
@@ -23,7 +23,10 @@ class InfeasibleError(ScenarioError):
     """No placement honours every constraint; the message names a conflicting set."""
 
 
-def _solver(name: str) -> Callable[..., tuple[float, tuple[int, ...]]]:
+def _solver(name: str, objective: str = "latency") -> Callable[..., tuple[float, tuple[int, ...]]]:
+    if objective == "throughput":  # the slowest stage: the integer program, or brute force
+        from . import milp
+        return brute.solve_bottleneck if name == "brute" else milp.solve_bottleneck
     if name == "mincut":
         from . import mincut
         return lambda p, s: mincut.solve(p)
@@ -35,7 +38,9 @@ def _solver(name: str) -> Callable[..., tuple[float, tuple[int, ...]]]:
     return brute.solve
 
 
-def pick_method(problem: Problem, side: Side) -> str:
+def pick_method(problem: Problem, side: Side, objective: str = "latency") -> str:
+    if objective == "throughput":
+        return "milp"
     only_required = side.empty or dataclasses.replace(side, min_nodes=()).empty
     if only_required and chain.is_chain(problem):
         return "chain"  # the chain DP carries required tiers exactly
@@ -49,19 +54,24 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
     profile = scenario.hosts[0].profile
     constraints.check_names(scenario, {n.name for n in profile.nodes})
     graph = graph_arrays(scenario)
-    best: tuple = (INF, None, (), "", None)
+    best: tuple = ((INF, INF), None, (), "", None)
     for route in routes(scenario, constraints):
         problem, side = build(scenario, route, objective, constraints, graph)
-        name = pick_method(problem, side) if method == "auto" else method
+        name = pick_method(problem, side, objective) if method == "auto" else method
+        if objective == "throughput" and name not in ("milp", "brute"):
+            raise ScenarioError(f"the throughput objective is solved by 'milp' or 'brute', "
+                                f"not {name!r}")
         if name == "chain" and not chain.is_chain(problem):
             raise ScenarioError("method 'chain' needs a chain: every node reading the one before")
-        value, labels = _solver(name)(problem, side)
+        value, labels = _solver(name, objective)(problem, side)
         if name != "milp" and labels and side_violations(problem, side, labels):
             name = "milp"  # the fast answer breaks a side constraint: solve it exactly
-            value, labels = _solver(name)(problem, side)
-        if value < best[0]:
-            best = (value, route, labels, name, (problem, side) if objective == "latency" else None)
-    value, route, labels, name, latency = best
+            value, labels = _solver(name, objective)(problem, side)
+        # ties (a stream's bottleneck often is) go to the lower latency of one request
+        key = (value, evaluate(problem, labels) if objective == "throughput" and labels else 0.0)
+        if key < best[0]:
+            best = (key, route, labels, name, (problem, side) if objective != "energy" else None)
+    (value, _), route, labels, name, latency = best
     if route is None:
         raise InfeasibleError(_conflict(scenario, objective, constraints))
     return describe(scenario, route, labels, objective, value, name, latency)

@@ -1,13 +1,22 @@
-"""Decision tables (CIC): precompute the plans that are optimal for some bandwidth, then answer
-"best plan now" without solving again.
+"""Decision tables (CIC): precompute the plans that are optimal for some bandwidth (and load),
+then answer "best plan now" without solving again.
 
 With the labels fixed, a plan's latency is affine in x = 1/bandwidth of the device's link and
 in the load factor of one tier: cost = base + per_inv_bw·x + per_load·(load - 1). The best cost
-over plans is the lower envelope of those planes. Along x it is found exactly (Eisner–Severance):
-solve at both ends of an interval; if one plan wins both, it wins throughout (the envelope is
-concave); otherwise solve where the two lines cross, and recurse only if a third plan wins
-there. Along the load axis the table keeps the envelopes at the given load levels; a lookup
-takes the cheapest of all kept plans at the queried point.
+over plans is the lower envelope of those planes, a concave function; a plan that is optimal
+at every vertex of a convex region is optimal throughout it.
+
+* Bandwidth only (Eisner–Severance): solve at both ends of an interval; if one plan wins both,
+  it wins throughout; otherwise solve where the two lines cross, and recurse only if a third
+  plan wins there. A lookup is a bisection over the breakpoints.
+* Bandwidth and load: start from the plans optimal at the four corners of the box; compute
+  the cell where each known plan is the cheapest (the box clipped by one half-plane per other
+  plan) and solve afresh at every cell vertex; a plan that beats the known ones there joins
+  and the cells are computed again. When every vertex is confirmed, the known plans' envelope
+  is the true one (concavity again). A lookup takes the cheapest kept plan at the point.
+
+Answers are exact inside the range the table was built for; outside it they come from the
+plans kept for the range.
 """
 from __future__ import annotations
 
@@ -20,6 +29,8 @@ from .plan import Plan
 from .problem import evaluate
 from .scenario import Link, Scenario, ScenarioError
 from .solve import plan as solve
+
+TIE = 1e-12  # a fresh solve must beat the known plans by this much (relative) to join
 
 
 @dataclass(frozen=True)
@@ -37,14 +48,19 @@ class Entry:
 class DecisionTable:
     load_tier: str | None
     entries: tuple[Entry, ...]
+    # At the base load (1, or the nearest end of the load range):
     breakpoints: tuple[float, ...]  # bandwidths (bit/s, ascending) where the best plan changes
     segments: tuple[int, ...]  # entry index winning below breakpoints[0], between, and above
+    base_load: float = 1.0
 
-    def best(self, bandwidth_bps: float, load: float = 1.0) -> Plan:
+    def best(self, bandwidth_bps: float, load: float | None = None) -> Plan:
+        """The plan to use at this bandwidth of the device's link and load of ``load_tier``."""
         if not bandwidth_bps > 0:
             raise ScenarioError(f"bandwidth must be > 0 bit/s, got {bandwidth_bps!r}")
-        if load == 1.0 or self.load_tier is None:
+        if load is None or load == self.base_load or self.load_tier is None:
             return self.entries[self.segments[bisect.bisect_right(self.breakpoints, bandwidth_bps)]].plan
+        if not load > 0:
+            raise ScenarioError(f"load must be > 0, got {load!r}")
         return min(self.entries, key=lambda e: e.cost(bandwidth_bps, load)).plan
 
 
@@ -73,9 +89,14 @@ def plan_cost(scenario: Scenario, p: Plan) -> float:
 
 def build_table(scenario: Scenario, constraints: Constraints = Constraints(),
                 low_bps: float = 1e5, high_bps: float = 1e10, load_tier: str | None = None,
-                loads: tuple[float, ...] = (1.0,)) -> DecisionTable:
+                load_range: tuple[float, float] = (1.0, 1.0)) -> DecisionTable:
+    """The table for bandwidths low_bps..high_bps of the device's link and, when ``load_tier``
+    is given, loads ``load_range`` of that tier (a factor on its compute time)."""
     if not 0 < low_bps < high_bps:
         raise ScenarioError(f"bandwidth range must satisfy 0 < low < high, got {low_bps}..{high_bps}")
+    load_lo, load_hi = load_range
+    if not 0 < load_lo <= load_hi:
+        raise ScenarioError(f"load range must satisfy 0 < low <= high, got {load_lo}..{load_hi}")
     if load_tier is not None:
         scenario.tier_index(load_tier)
 
@@ -95,19 +116,72 @@ def build_table(scenario: Scenario, constraints: Constraints = Constraints(),
             entries[key] = Entry(p, c1 - per_inv_bw, per_inv_bw, per_load)
         return entries[key]
 
-    base_segments: list[tuple[float, Entry]] = []  # (from this bandwidth upward, winner)
-    for load in loads:
-        segs = _envelope(lambda b: entry(at(b, load)), low_bps, high_bps, load)
-        if load == 1.0:
-            base_segments = segs
+    base = min(max(1.0, load_lo), load_hi)
+    segments = _envelope(lambda b: entry(at(b, base)), low_bps, high_bps, base)
+    if load_tier is not None and load_lo < load_hi:
+        _envelope_2d(lambda b, load: entry(at(b, load)), list(entries.values()),
+                     (1.0 / high_bps, 1.0 / low_bps), (load_lo, load_hi))
     keys = list(entries)
     index = {id(entries[k]): i for i, k in enumerate(keys)}
-    if not base_segments:
-        base_segments = _envelope(lambda b: entry(at(b, 1.0)), low_bps, high_bps, 1.0)
     return DecisionTable(
         load_tier, tuple(entries[k] for k in keys),
-        breakpoints=tuple(b for b, _ in base_segments[1:]),
-        segments=tuple(index[id(e)] for _, e in base_segments))
+        breakpoints=tuple(b for b, _ in segments[1:]),
+        segments=tuple(index[id(e)] for _, e in segments), base_load=base)
+
+
+def _envelope_2d(best_at, known: list[Entry], xs: tuple[float, float],
+                 loads: tuple[float, float]) -> None:
+    """Add to ``known`` every plan optimal somewhere in the box x in xs (x = 1/bandwidth),
+    load in loads, by confirming each vertex of the known plans' cells with a fresh solve."""
+    def point(u: float, w: float) -> tuple[float, float]:  # unit square -> (bandwidth, load)
+        return 1.0 / (xs[0] + u * (xs[1] - xs[0])), loads[0] + w * (loads[1] - loads[0])
+
+    confirmed: set[tuple[float, float]] = set()
+    todo = {(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
+    while todo:
+        for u, w in sorted(todo):
+            confirmed.add((u, w))
+            bps, load = point(u, w)
+            e = best_at(bps, load)
+            if any(e is k for k in known):
+                continue
+            if not known or e.cost(bps, load) < min(k.cost(bps, load) for k in known) * (1 - TIE):
+                known.append(e)
+        todo = {v for v in _cell_vertices(known, point) if v not in confirmed}
+
+
+def _cell_vertices(known: list[Entry], point) -> set[tuple[float, float]]:
+    """Vertices (in the unit square) of the region where each known plan is the cheapest."""
+    # Each plan's cost on the unit square is affine: a + b·u + c·w.
+    def plane(e: Entry) -> tuple[float, float, float]:
+        (b0, l0), (b1, _), (_, l1) = point(0, 0), point(1, 0), point(0, 1)
+        a = e.cost(b0, l0)
+        return a, e.cost(b1, l0) - a, e.cost(b0, l1) - a
+
+    planes = [plane(e) for e in known]
+    vertices = set()
+    for i, (a, b, c) in enumerate(planes):
+        poly = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+        for j, (a2, b2, c2) in enumerate(planes):
+            if j != i:  # keep where plan i is no dearer than plan j
+                poly = _clip(poly, a - a2, b - b2, c - c2)
+        vertices.update((round(u, 12), round(w, 12)) for u, w in poly)
+    return vertices
+
+
+def _clip(poly: list[tuple[float, float]], a: float, b: float, c: float
+          ) -> list[tuple[float, float]]:
+    """The part of convex polygon ``poly`` where a + b·u + c·w <= 0 (Sutherland–Hodgman)."""
+    out = []
+    for k, p in enumerate(poly):
+        q = poly[(k + 1) % len(poly)]
+        fp, fq = a + b * p[0] + c * p[1], a + b * q[0] + c * q[1]
+        if fp <= 0:
+            out.append(p)
+        if (fp < 0 < fq) or (fq < 0 < fp):
+            t = fp / (fp - fq)
+            out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+    return out
 
 
 def _envelope(best_at, low: float, high: float, load: float) -> list[tuple[float, Entry]]:
