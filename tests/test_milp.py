@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tiercut.planner import brute, milp
-from tiercut.planner.problem import (INF, Problem, Side, crossing, evaluate, side_violations,
-                                     stage_times)
+from tiercut.planner.problem import (INF, Problem, Side, crossing, evaluate, memory_use,
+                                     side_violations, stage_times)
 
 REL = 1e-9
 
@@ -97,8 +97,8 @@ def cases(draw) -> tuple[Problem, Side]:
                                   if labels[v] == label)
 
     def memory(label):
-        return lambda labels: sum(params[v] + problem.out_bytes[v]
-                                  for v in range(problem.n_inputs, n) if labels[v] == label)
+        held = Side(compute_s=compute, param_bytes=params)
+        return lambda labels: memory_use(problem, held, labels)[label]
 
     def some(values):  # most cases carry few side constraints, so some are feasible
         return sorted(draw(st.sets(values, max_size=2))) if draw(st.booleans()) else []
@@ -218,11 +218,13 @@ def test_memory_cap_moves_nodes_off_the_device():
     p = chain([(0.0, INF, INF), (0.001, 0.01, 0.02), (0.001, 0.01, 0.02), (0.001, 0.01, 0.02)],
               [100.0, 100.0, 100.0, 100.0], per_byte=(0.0, 1e-7, 1e-7))
     params = (0.0, 1000.0, 1000.0, 1000.0)
+    # The device holds the 100-byte input and 1100 bytes per node (parameters and output).
     side = plain_side(p, param_bytes=params, max_memory=((0, 2300.0),))
     cost, labels = milp.solve(p, side)
-    assert labels == (0, 0, 0, 1)  # two nodes fit on the device (2 × 1100 bytes), not three
+    assert labels == (0, 0, 0, 1)  # two nodes fit on the device, not three
     check(p, side)
-    side = plain_side(p, param_bytes=params, max_memory=((0, 1100.0), (1, 1100.0)))
+    # Each later label also holds the 100-byte tensor it receives.
+    side = plain_side(p, param_bytes=params, max_memory=((0, 1200.0), (1, 1200.0)))
     assert milp.solve(p, side)[1] == (0, 0, 1, 2)
     check(p, side)
     side = plain_side(p, param_bytes=params, max_memory=((0, 0.0), (1, 0.0), (2, 1100.0)))

@@ -259,15 +259,28 @@ def _build(problem: Problem, side: Side, all_crossings: bool = False) -> _Built 
         f = share * (1 + SLACK)
         _accumulate(coef, obj, -f)
         prog.add(coef, const - f * obj_const, -INF, 0.0, ROW_SLACK)
-    for label, cap in side.max_memory:
+    for label, cap in side.max_memory:  # as memory_use counts it
         coef: dict[int, float] = {}
         const = 0.0
-        for v in range(problem.n_inputs, n):
-            if allowed[v][label]:
+        for v in range(n):
+            size = side.param_bytes[v] + problem.out_bytes[v]
+            if allowed[v][label] and size:
                 c, k0 = prog.indicator(v, label)
-                size = side.param_bytes[v] + problem.out_bytes[v]
                 _accumulate(coef, c, size)
                 const += k0 * size
+        if label > 0:  # r[u] >= x[v][label] - y[u][label]: u is received from below
+            for u in range(n):
+                size = problem.out_bytes[u]
+                readers = [v for v in consumers[u] if allowed[v][label]]
+                if not size or not readers:
+                    continue
+                r = prog.new_var(0.0, 1.0)
+                for v in readers:
+                    c, k0 = prog.indicator(v, label)
+                    row = {r: 1.0, prog.y(u, label): 1.0}
+                    _accumulate(row, c, -1.0)
+                    prog.add(row, -k0, 0.0, INF)
+                coef[r] = size
         prog.add(coef, const, -INF, cap * (1 + SLACK), ROW_SLACK)
     for label in side.min_nodes:
         coef = {}

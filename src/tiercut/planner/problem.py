@@ -78,7 +78,7 @@ class Side:
     max_bytes: tuple[tuple[int, float], ...] = ()  # (boundary, bytes crossing it at most)
     max_seconds: tuple[tuple[int, float], ...] = ()  # (label, compute seconds at most)
     max_share: tuple[tuple[int, float], ...] = ()  # (label, fraction of the objective at most)
-    max_memory: tuple[tuple[int, float], ...] = ()  # (label, params + outputs of its nodes)
+    max_memory: tuple[tuple[int, float], ...] = ()  # (label, bytes: see memory_use)
     min_nodes: tuple[int, ...] = ()  # labels that must run at least one (non-input) node
     # For the throughput objective: the reply's seconds per byte on each boundary, and which
     # nodes are returned (empty when the reply is not counted).
@@ -100,13 +100,12 @@ def side_violations(problem: Problem, side: Side, labels: Sequence[int]) -> list
         if sent > cap * (1 + 1e-12):
             broken.append(f"boundary {boundary} carries {sent:.0f} bytes > {cap:.0f}")
     seconds = [0.0] * problem.labels
-    memory = [0.0] * problem.labels  # parameters plus every output kept: a bound on live memory
     count = [0] * problem.labels
     for v in range(problem.n_inputs, len(labels)):
         label = labels[v]
         seconds[label] += side.compute_s[v][label]
-        memory[label] += side.param_bytes[v] + problem.out_bytes[v]
         count[label] += 1
+    memory = memory_use(problem, side, labels) if side.max_memory else []
     total = evaluate(problem, labels)
     for label, cap in side.max_seconds:
         if seconds[label] > cap * (1 + 1e-12):
@@ -123,6 +122,23 @@ def side_violations(problem: Problem, side: Side, labels: Sequence[int]) -> list
             broken.append(f"label {label} runs no node")
     return broken
 
+
+
+def memory_use(problem: Problem, side: Side, labels: Sequence[int]) -> list[float]:
+    """Bytes each label holds for one request: the parameters of its nodes, every tensor its
+    nodes produce (model inputs on theirs) and every tensor it receives from below. That is
+    everything the stage ever holds, so it bounds the peak of parameters plus live
+    activations from above whatever order the stage runs in: a cap on it is safe."""
+    memory = [0.0] * problem.labels
+    received = [set() for _ in range(problem.labels)]
+    for v, ps in enumerate(problem.preds):
+        memory[labels[v]] += side.param_bytes[v] + problem.out_bytes[v]
+        for u in ps:
+            if labels[u] < labels[v]:
+                received[labels[v]].add(u)
+    for label, tensors in enumerate(received):
+        memory[label] += sum(problem.out_bytes[u] for u in tensors)
+    return memory
 
 
 def stage_times(problem: Problem, side: Side, labels: Sequence[int]) -> list[float]:

@@ -69,7 +69,7 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
             value, labels = _solver(name, objective)(problem, side)
         # ties (a stream's bottleneck often is) go to the lower latency of one request
         key = (value, evaluate(problem, labels) if objective == "throughput" and labels else 0.0)
-        if key < best[0]:
+        if value < INF and key < best[0]:
             best = (key, route, labels, name, (problem, side) if objective != "energy" else None)
     (value, _), route, labels, name, latency = best
     if route is None:
