@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tiercut-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,9 +29,17 @@ demo: $(STAMP)
 	$(BIN)/tiercut plan --tier device=out/phone.json --tier edge=out/resnet18-here.json \
 	    --tier cloud=out/cloud.json --link device-edge=20mbit,10ms --link edge-cloud=200mbit,15ms \
 	    --link device-cloud=10mbit,40ms --sweep-bandwidth 0.1mbit..1gbit --plot out/resnet18-sweep.png
+	$(BIN)/tiercut testbed --model resnet18 --requests 5 --budget 15 --plot out/testbed.png \
+	    --json out/testbed.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
+
+# The generated gRPC modules are committed; run this after editing the .proto.
+proto: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --grpc_python_out=src \
+	    src/tiercut/runtime/tiercut.proto
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -253,7 +253,7 @@ def plan_cmd(
                                         "0.1mbit..1gbit: print the decision table's breakpoints"),
     plot: Path = typer.Option(Path("sweep.png"), "--plot", help="PNG for --sweep-bandwidth"),
 ) -> None:
-    """Choose the placement across tiers that minimises latency (or device energy)."""
+    """Choose the placement across tiers that minimises latency (or throughput, or device energy)."""
     import json as _json
 
     from .planner import Constraints, baseline, plan
@@ -356,6 +356,69 @@ def _node_table(title: str, nodes) -> Table:  # noqa: ANN001
                       _bytes(n.output_bytes), f"{n.flops / 1e6:.1f}")
     return table
 
+
+@app.command("testbed")
+def testbed_cmd(
+    model: str = typer.Option("resnet18", "--model", help="zoo model"),
+    setting: list[str] = typer.Option([], "--setting", help="NAME=RATE,DELAY for the device's "
+                                      "link, e.g. LTE-like=10mbit,20ms (default: 3G-, LTE- and "
+                                      "Wi-Fi-like at 1, 10, 100 Mbit/s, 20 ms)"),
+    requests: int = typer.Option(10, "--requests", min=1, help="requests per plan and setting"),
+    budget: float = typer.Option(30.0, "--budget", min=0.0,
+                                 help="stop a plan's requests after this many seconds (>= 3 run)"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted and measured"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+) -> None:
+    """Plan device/edge/cloud here, run each plan for real across tier servers behind emulated
+    links, and print predicted against measured latency next to the baselines."""
+    import json as _json
+
+    from .planner.scenario import parse_link
+    from .testbed import SETTINGS, Setting, plot, report, run_testbed
+
+    try:
+        settings = [Setting(name, (link := parse_link(value)).bandwidth_bps, link.latency_s)
+                    for name, value in _pairs(setting, "--setting")] or list(SETTINGS)
+        runs, speeds = run_testbed(model, settings, requests, budget_s=budget,
+                                   log=lambda text: console.print(f"[dim]{text}[/dim]"))
+    except TiercutError as exc:
+        _fail(exc)
+    rows = report(runs)
+    table = Table("link", "chosen: nodes per tier", "pred ms", "meas ms", "err",
+                  "all-device p / m", "all-cloud p / m", "vs best",
+                  title=f"{model}: device x{speeds['device']:g}, edge x{speeds['edge']:g}, "
+                        f"cloud x{speeds['cloud']:g} of one CPU here")
+    for r in rows:
+        table.add_row(r["setting"], r["placement"], f"{r['predicted_ms']:.1f}",
+                      f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}",
+                      f"{r['all-device_predicted_ms']:.1f} / {r['all-device_measured_ms']:.1f}",
+                      f"{r['all-cloud_predicted_ms']:.1f} / {r['all-cloud_measured_ms']:.1f}",
+                      f"{r['vs_best_baseline']:+.1%}")
+    console.print(table)
+    console.print("ms: median of each plan's requests (n per plan: "
+                  f"{', '.join(str(r['requests']) for r in rows)}); vs best: the chosen plan "
+                  "against the faster baseline, both measured")
+    if plot_path:
+        plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
+        console.print(f"plot -> {plot_path}")
+    if json_path:
+        json_path.write_text(_json.dumps({"model": model, "speeds": speeds, "rows": rows},
+                                         indent=1))
+
+
+def _register_runtime_commands() -> None:
+    # Defined in their own modules (the runtime's and the link emulator's imports stay out of
+    # the planning commands' start-up).
+    from .cli_link import link_cmd
+    from .cli_runtime import bench_cmd, infer_cmd, serve_cmd
+
+    app.command("serve")(serve_cmd)
+    app.command("infer")(infer_cmd)
+    app.command("bench")(bench_cmd)
+    app.command("link")(link_cmd)
+
+
+_register_runtime_commands()
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,117 @@
+"""What one hop costs on loopback with the lossless raw codec: encode + gRPC + decode.
+
+The device sends a 1 MiB and a 1 KiB float32 tensor to a tier server (a child process, as in
+deployment) whose stage does nothing of note: "sink" models keep one element (the reply is
+tiny, so the figure is one hop up), "echo" models return the tensor (the hop up and back).
+Everything goes through wire.py and the codecs, exactly as a real request does. Figures are
+medians over REQUESTS requests after a warm-up:
+
+  round trip  = the client's whole infer(): check, encode, RPC, server decode/check/stage/
+                encode, reply decode (what a request pays for the hop)
+  rpc         = the Infer round trip alone (no device-side encode/decode)
+  transfer    = rpc minus the server's reported handling time (the Measurement's hop seconds)
+  Health rpc  = an empty unary RPC: gRPC's own floor on this machine
+
+The cases run in interleaved rounds; the best round's medians are the headline (the machine
+is shared, so a busy spell inflates one round), every round's figure is printed too.
+
+Goals: 1 MiB <= 2 ms, 1 KiB <= 0.5 ms. Usage: python benchmarks/hop_overhead.py [REQUESTS]
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import torch
+from torch import nn
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+
+class Sink(nn.Module):
+    def forward(self, x):
+        return x[:, :1]
+
+
+def sink_1m() -> nn.Module:
+    return Sink()
+
+
+def sink_1k() -> nn.Module:
+    return Sink()
+
+
+class Echo(nn.Module):
+    def forward(self, x):
+        return x.reshape(1, -1)  # a view: the stage costs nothing, the tensor goes back
+
+
+def echo_1m() -> nn.Module:
+    return Echo()
+
+
+sink_1m.input_shape = (1, 1 << 18)  # 1 MiB of float32
+sink_1k.input_shape = (1, 1 << 8)  # 1 KiB
+echo_1m.input_shape = (1, 1 << 18)
+MODELS = {"sink 1 MiB": "hop_overhead:sink_1m", "sink 1 KiB": "hop_overhead:sink_1k",
+          "echo 1 MiB": "hop_overhead:echo_1m"}
+GOALS = {"sink 1 MiB": 2e-3, "sink 1 KiB": 0.5e-3}
+
+
+def main(requests: int = 200, rounds: int = 3) -> None:
+    from tiercut.runtime import tiercut_pb2 as pb
+    from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.server import spawn
+    from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
+
+    torch.set_num_threads(1)
+    print(f"loadavg before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(shared with other work: figures move with it)")
+    env = {"PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ("Health rpc", *MODELS)}
+    with spawn(list(MODELS.values()), threads=1, env=env) as server, \
+            grpc.insecure_channel(server.endpoint) as channel:
+        stub = pb_grpc.TierServerStub(channel)
+        clients = {}
+        for label, spec in MODELS.items():
+            graph = model_graph(spec)
+            plan = StagePlan.from_assignment(spec, {n.name: 1 for n in graph.compute_nodes},
+                                             ("device", "edge"))
+            clients[label] = (SplitClient(plan, [server.endpoint]), example_inputs(plan))
+        for _ in range(rounds):  # rounds interleave the cases, so a busy spell hits them all
+            health = []
+            for _ in range(requests):
+                t = time.perf_counter()
+                stub.Health(pb.HealthRequest())
+                health.append(time.perf_counter() - t)
+            rows["Health rpc"].append((statistics.median(health), 0.0, 0.0))
+            for label, (client, x) in clients.items():
+                for _ in range(20):
+                    client.infer(*x)
+                ms = [client.infer(*x)[1] for _ in range(requests)]
+                rows[label].append((statistics.median(m.total_s for m in ms),
+                                    statistics.median(m.rpc_s for m in ms),
+                                    statistics.median(m.hops[0].seconds for m in ms)))
+        for client, _ in clients.values():
+            client.close()
+    print(f"medians over {requests} requests; each round's figure, best round first")
+    print(f"{'case':<12} {'round trip':>11} {'rpc':>9} {'transfer':>9} {'goal':>8}  "
+          "rounds (trip ms)")
+    for label, figures in rows.items():
+        best = min(figures)
+        goal = GOALS.get(label)
+        verdict = "" if goal is None else ("ok" if best[0] <= goal else "MISSED")
+        print(f"{label:<12} {best[0] * 1e3:>8.3f} ms {best[1] * 1e3:>6.3f} ms "
+              f"{best[2] * 1e3:>6.3f} ms {f'{goal * 1e3:.1f} ms' if goal else '':>8} {verdict:<6} "
+              + " ".join(f"{f[0] * 1e3:.3f}" for f in figures))
+    print(f"loadavg after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)

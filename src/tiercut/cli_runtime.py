@@ -1,0 +1,220 @@
+"""``tiercut serve | infer | bench``: the runtime's commands (registered in cli.py).
+
+Also runnable on its own as ``python -m tiercut.cli_runtime serve ...`` (the tests and
+benchmarks start servers that way).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import TiercutError
+
+console = Console()
+
+
+def _fail(message: Any) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _endpoints(text: str) -> list[str]:
+    items = [e.strip() for e in text.split(",") if e.strip()]
+    for e in items:
+        host, sep, port = e.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise typer.BadParameter(f"endpoint {e!r} is not host:port, e.g. 127.0.0.1:50051")
+    return items
+
+
+def _load_plan(path: Path, input_shape: Optional[str]):  # noqa: ANN202
+    from .runtime.stageplan import StagePlan
+
+    shape = None
+    if input_shape:
+        try:
+            shape = tuple(int(d) for d in input_shape.replace("x", ",").split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--input-shape {input_shape!r} is not like 1,3,224,224")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(f"--plan {str(path)!r}: {exc.strerror}") from None
+    return StagePlan.from_json(text, shape)
+
+
+def _load_input(path: Path):  # noqa: ANN202
+    import numpy as np
+    import torch
+
+    if not path.exists():
+        raise typer.BadParameter(f"--input {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    if path.suffix in (".pt", ".pth"):
+        value = torch.load(path, weights_only=True)
+        if not isinstance(value, torch.Tensor):
+            raise typer.BadParameter(f"--input {str(path)!r} holds a {type(value).__name__}, "
+                                     "not one tensor")
+        return value
+    raise typer.BadParameter(f"--input {str(path)!r}: give a .pt (torch.save of one tensor) or "
+                             ".npy file")
+
+
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(50051, "--port", min=0, max=65535, help="0 picks a free port"),
+    models: str = typer.Option(..., "--models", help="models this server hosts: zoo names or "
+                               "package.module:factory, comma-separated"),
+    backend: str = typer.Option("torch", "--backend", help="stage backend: torch or "
+                                "onnxruntime"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="intra-op threads"),
+    workers: int = typer.Option(1, "--workers", min=1, help="stages computed at once"),
+    max_message_mb: int = typer.Option(256, "--max-message-mb", min=1,
+                                       help="largest gRPC message accepted or sent"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the onnxruntime "
+                                             "backend keeps exported stages"),
+) -> None:
+    """Host MODELS and run the stages of plans sent to this tier; SIGTERM drains and exits."""
+    from .runtime.server import BACKENDS, TierServer, serve_forever
+    from .zoo import resolve
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise typer.BadParameter("--models is empty; give e.g. resnet18,mobilenet_v2")
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    for name in names:
+        if ":" not in name:
+            try:
+                resolve(name)
+            except TiercutError as exc:
+                raise typer.BadParameter(str(exc)) from None
+    server = TierServer(names, host=host, port=port, threads=threads, workers=workers,
+                        max_message_bytes=max_message_mb << 20, backend=backend,
+                        cache_dir=cache_dir)
+
+    def started(endpoint: str) -> None:
+        print(f"tiercut serve: listening on {endpoint} models={','.join(names)} "
+              f"backend={backend}", flush=True)
+
+    try:
+        serve_forever(server, started)
+    except OSError as exc:
+        _fail(exc)
+    print("tiercut serve: stopped", flush=True)
+
+
+def infer_cmd(
+    plan: Path = typer.Option(..., "--plan", help="plan JSON (tiercut plan --json, or a "
+                              "tiercut-stageplan/1)"),
+    endpoints: str = typer.Option("", "--endpoints", help="host:port of each tier after the "
+                                  "device, in route order, comma-separated"),
+    input: Optional[Path] = typer.Option(None, "--input", help=".pt or .npy input; default: "
+                                         "the model's example input"),
+    codec: str = typer.Option("raw", "--codec", help="codec for every hop, e.g. raw, fp16, "
+                              "q8+zstd"),
+    deadline: Optional[float] = typer.Option(None, "--deadline", min=0.0,
+                                             help="seconds before finishing locally"),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="fail instead of finishing "
+                                     "locally when a tier cannot be reached"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape",
+                                              help="for module:factory models"),
+    as_json: bool = typer.Option(False, "--json", help="print the measurement as JSON"),
+) -> None:
+    """Run one request of PLAN across the tier servers; print the output and the measurement."""
+    import dataclasses
+
+    import torch
+
+    from . import codecs
+    from .runtime.client import SplitClient
+    from .runtime.stageplan import example_inputs
+
+    eps = _endpoints(endpoints)
+    stage_plan = _load_plan(plan, input_shape)
+    try:
+        codecs.parse_codec(codec)
+    except codecs.CodecError as exc:
+        raise typer.BadParameter(f"--codec: {exc}") from None
+    try:
+        client = SplitClient(stage_plan, eps, codec=codec, deadline_s=deadline,
+                             fallback=not no_fallback)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    args = (_load_input(input),) if input else example_inputs(stage_plan)
+    try:
+        with client:
+            output, m = client.infer(*args)
+    except TiercutError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(m), indent=1, default=str))
+        return
+    first = output
+    while isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    if isinstance(first, torch.Tensor):
+        flat = first.reshape(first.shape[0], -1) if first.ndim > 1 else first.reshape(1, -1)
+        k = min(5, flat.shape[1])
+        top = torch.topk(flat[0].float(), k)
+        console.print(f"output {list(first.shape)} {str(first.dtype).removeprefix('torch.')}; "
+                      f"top {k}: " + ", ".join(f"#{i}={v:.4g}" for v, i in
+                                               zip(top.values.tolist(), top.indices.tolist())),
+                      highlight=False)
+    else:
+        console.print(f"output: {first!r}", highlight=False)
+    table = Table("what", "where", "figure", title=f"{stage_plan.model} across "
+                  f"{' -> '.join(stage_plan.tiers)}")
+    for row in m.rows():
+        table.add_row(*row)
+    console.print(table)
+
+
+def bench_cmd(
+    plan: Path = typer.Option(..., "--plan", help="plan JSON"),
+    endpoints: str = typer.Option("", "--endpoints", help="host:port per tier after the device"),
+    requests: int = typer.Option(50, "--requests", min=1),
+    concurrency: int = typer.Option(1, "--concurrency", min=1),
+    codec: str = typer.Option("raw", "--codec"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape"),
+) -> None:
+    """Send REQUESTS requests with CONCURRENCY in flight; print throughput and latency."""
+    from . import codecs
+    from .runtime.client import SplitClient
+    from .runtime.stageplan import example_inputs
+
+    eps = _endpoints(endpoints)
+    stage_plan = _load_plan(plan, input_shape)
+    try:
+        codecs.parse_codec(codec)
+        client = SplitClient(stage_plan, eps, codec=codec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        with client:
+            result = client.bench(example_inputs(stage_plan), requests, concurrency)
+    except TiercutError as exc:
+        _fail(exc)
+    lat = result.latency_s
+    console.print(f"{result.requests} requests, concurrency {result.concurrency}: "
+                  f"{result.throughput:.2f} req/s; latency ms mean {lat['mean'] * 1e3:.2f} "
+                  f"p50 {lat['p50'] * 1e3:.2f} p90 {lat['p90'] * 1e3:.2f} "
+                  f"p99 {lat['p99'] * 1e3:.2f}; fallbacks {result.fallbacks}", highlight=False)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, no_args_is_help=True)
+    app.command("serve")(serve_cmd)
+    app.command("infer")(infer_cmd)
+    app.command("bench")(bench_cmd)
+    return app
+
+
+if __name__ == "__main__":
+    _app()()

@@ -1,0 +1,85 @@
+"""A real CPU cap on a process (a cgroup CPU quota): how one machine plays a slower device.
+
+A cap of 0.1 lets the process run 10% of one CPU's time in every scheduling period, so
+single-threaded work takes about ten times as long, as on a host ten times slower. It is
+the kernel's CFS bandwidth control (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``), not a
+sleep: the work really runs, only less often. Needs root and a writable cgroup file system;
+``available()`` says whether this machine allows it.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+from .errors import TiercutError
+
+PERIOD_US = 10_000  # short periods keep a capped stage's latency smooth
+_V2 = Path("/sys/fs/cgroup")
+_V1 = Path("/sys/fs/cgroup/cpu")
+_names = itertools.count()
+
+
+class CpuCapError(TiercutError, RuntimeError):
+    """The machine does not allow a CPU cap (not root, or no cgroup CPU controller)."""
+
+
+def _root() -> tuple[Path, int] | None:
+    if (_V2 / "cgroup.controllers").exists() and "cpu" in (_V2 / "cgroup.controllers").read_text().split():
+        return _V2, 2
+    if (_V1 / "cpu.cfs_quota_us").exists():
+        return _V1, 1
+    return None
+
+
+def available() -> bool:
+    root = _root()
+    return root is not None and os.geteuid() == 0 and os.access(root[0], os.W_OK)
+
+
+class CpuCap:
+    """``with CpuCap(0.1) as cap: cap.add(pid)``: the processes added run at ``fraction`` of
+    one CPU until the block ends (then they return to the root group)."""
+
+    def __init__(self, fraction: float, period_us: int = PERIOD_US) -> None:
+        if not 0 < fraction <= 64:
+            raise CpuCapError(f"CPU cap {fraction!r} must be a fraction of one CPU in (0, 64]")
+        self.fraction, self.period_us = fraction, period_us
+        self.path: Path | None = None
+
+    def __enter__(self) -> "CpuCap":
+        root = _root()
+        if root is None or not available():
+            raise CpuCapError("a CPU cap needs root and a cgroup CPU controller "
+                              "(/sys/fs/cgroup cpu.max or cpu/cpu.cfs_quota_us)")
+        base, version = root
+        self.path = base / f"tiercut-{os.getpid()}-{next(_names)}"
+        self.path.mkdir()
+        quota = max(1000, round(self.fraction * self.period_us))  # the kernel's minimum: 1 ms
+        period = self.period_us if quota == round(self.fraction * self.period_us) else \
+            round(quota / self.fraction)
+        if version == 2:
+            (self.path / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(period))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        self._root = base
+        return self
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) under the cap."""
+        assert self.path is not None, "use CpuCap as a context manager"
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            return
+        try:
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                try:
+                    (self._root / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass  # it exited meanwhile
+            self.path.rmdir()
+        finally:
+            self.path = None

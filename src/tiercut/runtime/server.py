@@ -1,0 +1,571 @@
+"""The tier server: runs its stage of a plan, forwards to the next tier, returns the outputs.
+
+A server hosts a fixed list of models (zoo names or ``module:factory`` paths given at start,
+never anything received). ``Prepare`` sends it a plan once; it builds and caches the stage.
+``Infer`` then carries the plan id and the values the stage needs: the server decodes and
+checks them (names, shapes, dtypes) before running anything, runs its stage on a bounded
+worker pool so the event loop keeps serving, forwards what later stages need to the next tier,
+and returns the model outputs known after the chain with every server's timings and load.
+
+Errors map to gRPC status codes (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE,
+INTERNAL) with a message naming the value, plan or endpoint; the server keeps serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import grpc
+import torch
+
+from .. import codecs
+from ..errors import TiercutError, UnknownModelError
+from . import tiercut_pb2 as pb
+from . import tiercut_pb2_grpc as pb_grpc
+from . import wire
+from .stageplan import Layout, PlanError, StagePlan, input_elements, layout
+
+MAX_MESSAGE_BYTES = 256 << 20
+_EWMA = 0.2  # weight of the newest compute time in the service-time average
+
+
+def keep_freed_memory(max_bytes: int = 256 << 20) -> bool:
+    """Ask glibc to keep freed buffers of up to 32 MiB in the heap instead of giving them back.
+
+    Every request allocates and frees frames of the tensors' size; by default glibc returns
+    them to the kernel, and the next request pays a page fault per 4 KiB touched (measured
+    here: 0.96 ms to encode and wrap 1 MiB, 0.055 ms with this). The process keeps up to
+    ``max_bytes`` of freed memory. Process-wide; a no-op (False) where libc is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold,
+                                                                      max_bytes))
+
+
+def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    return [("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0)]
+
+
+# --- backends: what runs a stage ---------------------------------------------------------------
+
+class StageRunner(Protocol):
+    """split.Stage, or anything with its interface (an ONNX Runtime session, ...)."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def run(self, env: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+BackendFactory = Callable[[StagePlan, Layout, int], StageRunner]
+
+
+def _torch_backend(plan: StagePlan, lay: Layout, k: int) -> StageRunner:
+    return lay.stages[k]
+
+
+def _onnxruntime_backend(plan: StagePlan, lay: Layout, k: int,
+                         cache_dir: str | os.PathLike | None = None,
+                         threads: int | None = None) -> StageRunner:
+    """Stage k as an ONNX Runtime session (tiercut.runtime.onnx_stage; exported once, cached
+    on disk). Export covers every stage of the plan the first time, then loads from the cache."""
+    try:
+        from .onnx_stage import onnx_stages
+    except ImportError as exc:
+        raise BackendError(f"backend 'onnxruntime' is not available: {exc}") from None
+    from .stageplan import example_inputs
+
+    cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tiercut", "onnx")
+    return onnx_stages(lay.graph, list(lay.stages), cache, plan.model, example_inputs(plan),
+                       threads)[k]
+
+
+BACKENDS: dict[str, BackendFactory] = {"torch": _torch_backend,
+                                       "onnxruntime": _onnxruntime_backend}
+
+
+class BackendError(TiercutError, ValueError):
+    """An unknown stage backend, or one that cannot build a stage."""
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    BACKENDS[name] = factory
+
+
+# --- the server --------------------------------------------------------------------------------
+
+@dataclass
+class _Prepared:
+    plan: StagePlan
+    layout: Layout
+    stage: int
+    runner: StageRunner
+    next_endpoint: str
+    forward_codec: str
+    inline: bool = False  # tiny enough to run on the event loop rather than hop to a worker
+
+
+class _Abort(Exception):
+    """Carries a status code and message out to the RPC handler."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+_ENDPOINT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass
+class _Stats:
+    waiting: int = 0
+    in_flight: int = 0
+    service_s: float = 0.0
+    served: int = 0
+
+
+class TierServer(pb_grpc.TierServerServicer):
+    """One tier: ``await start()``, ``await stop(grace)``; see ``ServerThread`` for sync use."""
+
+    def __init__(self, models: Sequence[str], host: str = "127.0.0.1", port: int = 0,
+                 threads: int | None = None, workers: int = 1,
+                 limits: codecs.Limits = codecs.DEFAULT_LIMITS,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, backend: str = "torch",
+                 tune_malloc: bool = True, max_plans: int = 32,
+                 cache_dir: str | os.PathLike | None = None):
+        if not models:
+            raise ValueError("a tier server needs at least one model to host (--models)")
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.models = tuple(models)
+        self.host, self.port = host, port
+        self.threads, self.workers = threads, workers
+        self.limits, self.max_message_bytes, self.backend = limits, max_message_bytes, backend
+        self.tune_malloc, self.max_plans = tune_malloc, max_plans
+        self.cache_dir = cache_dir  # for backends that cache files (onnxruntime)
+        self.endpoint = ""
+        self._prepared: dict[tuple[str, int], _Prepared] = {}
+        self._stats = _Stats()
+        self._stats_lock = threading.Lock()
+        self._server: grpc.aio.Server | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.TierServerStub]] = {}
+        self._serving = False
+        self._prepare_lock: asyncio.Lock | None = None
+
+    # lifecycle
+
+    async def start(self) -> str:
+        if self.tune_malloc:
+            keep_freed_memory()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
+                                                           thread_name_prefix="tiercut-stage")
+        self._prepare_lock = asyncio.Lock()
+        self._server = grpc.aio.server(options=channel_options(self.max_message_bytes))
+        pb_grpc.add_TierServerServicer_to_server(self, self._server)
+        try:
+            port = self._server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError:  # grpc's way of saying the bind failed
+            port = 0
+        if port == 0:
+            raise OSError(f"cannot listen on {self.host}:{self.port}: the address is in use or "
+                          "not available here; pick another --port (0 picks a free one)")
+        self.port = port
+        self.endpoint = f"{self.host}:{port}"
+        await self._server.start()
+        self._serving = True
+        return self.endpoint
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Refuse new requests, let those in flight finish (up to ``grace`` seconds), close."""
+        self._serving = False
+        if self._server is not None:
+            await self._server.stop(grace)
+        for channel, _ in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    def load(self) -> wire.Load:
+        s = self._stats
+        return wire.Load(s.waiting, s.in_flight, s.service_s, s.served)
+
+    # RPCs
+
+    async def Health(self, request: pb.HealthRequest, context: Any) -> pb.HealthReply:
+        status = pb.HealthReply.SERVING if self._serving else pb.HealthReply.NOT_SERVING
+        return pb.HealthReply(status=status, models=list(self.models),
+                              load=wire.load_to_pb(self.load()))
+
+    async def Load(self, request: pb.LoadRequest, context: Any) -> pb.LoadReply:
+        return pb.LoadReply(load=wire.load_to_pb(self.load()))
+
+    async def Prepare(self, request: pb.PrepareRequest, context: Any) -> pb.PrepareReply:
+        try:
+            prepared = await self._prepare(request)
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+        return pb.PrepareReply(plan_id=prepared.plan.plan_id, model=prepared.plan.model,
+                               stage=prepared.stage, tier=prepared.plan.tiers[prepared.stage],
+                               load=wire.load_to_pb(self.load()))
+
+    async def Infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
+        self._stats.in_flight += 1
+        try:
+            return await self._infer(request, context)
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+        finally:
+            self._stats.in_flight -= 1
+
+    # the work
+
+    async def _prepare(self, request: pb.PrepareRequest) -> _Prepared:
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        try:
+            plan = StagePlan.from_json(request.plan_json)
+        except PlanError as exc:
+            raise _Abort(bad, f"Prepare: {exc}") from None
+        if plan.model not in self.models:
+            raise _Abort(grpc.StatusCode.NOT_FOUND,
+                         f"Prepare: model {plan.model!r} is not hosted here; this server hosts "
+                         f"{list(self.models)}")
+        if not 0 <= request.stage < plan.stages:
+            raise _Abort(bad, f"Prepare: stage {request.stage} is out of range; the plan has "
+                              f"stages 0..{plan.stages - 1} for tiers {list(plan.tiers)}")
+        codec = request.forward_codec or "raw"
+        _check_codec(codec, "Prepare: forward_codec")
+        nxt = request.next_endpoint
+        if nxt and not _ENDPOINT.match(nxt):
+            raise _Abort(bad, f"Prepare: next_endpoint {nxt!r} is not host:port")
+        if not nxt and request.stage < plan.stages - 1:
+            raise _Abort(bad, f"Prepare: stage {request.stage} is not the last of "
+                              f"{plan.stages} stages, so next_endpoint must name the next tier")
+        try:
+            elements = await asyncio.to_thread(input_elements, plan)
+        except UnknownModelError as exc:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Prepare: {exc}") from None
+        if elements > self.limits.max_elements:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"Prepare: the plan's inputs hold {elements} elements, over this "
+                         f"server's limit of {self.limits.max_elements}")
+        async with self._prepare_lock:
+            try:
+                lay = await asyncio.to_thread(layout, plan)
+                runner = await asyncio.to_thread(self._runner, plan, lay, request.stage)
+            except UnknownModelError as exc:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"Prepare: {exc}") from None
+            except TiercutError as exc:
+                raise _Abort(bad, f"Prepare: cannot build stage {request.stage} of "
+                                  f"{plan.model}: {exc}") from None
+            except Exception as exc:
+                raise _Abort(grpc.StatusCode.INTERNAL,
+                             f"Prepare: building {plan.model} failed: "
+                             f"{type(exc).__name__}: {exc}") from None
+            prepared = _Prepared(plan, lay, request.stage, runner, nxt, codec,
+                                 self.backend == "torch" and _tiny(lay, request.stage))
+            self._prepared.pop((plan.plan_id, request.stage), None)
+            self._prepared[(plan.plan_id, request.stage)] = prepared
+            while len(self._prepared) > self.max_plans:  # the least recently prepared goes
+                del self._prepared[next(iter(self._prepared))]
+        return prepared
+
+    def _runner(self, plan: StagePlan, lay: Layout, k: int) -> StageRunner:
+        if self.backend == "onnxruntime":
+            return _onnxruntime_backend(plan, lay, k, self.cache_dir, self.threads)
+        return BACKENDS[self.backend](plan, lay, k)
+
+    def _lookup(self, plan_id: str, stage: int) -> _Prepared:
+        if stage:
+            found = self._prepared.get((plan_id, stage))
+        else:
+            found = [p for (pid, _), p in self._prepared.items() if pid == plan_id]
+            found = found[0] if len(found) == 1 else None
+        if found is None:
+            known = sorted({pid[:12] for pid, _ in self._prepared})
+            raise _Abort(grpc.StatusCode.NOT_FOUND,
+                         f"unknown plan id {plan_id[:64]!r} (stage {stage}); send Prepare "
+                         f"first (plans prepared here: {known})")
+        return found
+
+    async def _infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
+        t0 = time.perf_counter()
+        p = self._lookup(request.plan_id, request.stage)
+        k, tier = p.stage, p.plan.tiers[p.stage]
+        where = f"stage {k} on tier {tier!r} ({self.endpoint})"
+        reply_codec = request.reply_codec or "raw"
+        _check_codec(reply_codec, "reply_codec")
+        try:
+            values, bytes_in = wire.decode_values(request.values, self.limits)
+            wire.check_values(values, p.layout.receives[k], p.layout.signatures, where)
+        except wire.LimitError as exc:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{where}: {exc}") from None
+        except wire.WireError as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        t_decoded = time.perf_counter()
+        produced, queue_s, compute_s = await self._compute(p, values, where)
+        env = {**values, **produced}
+        forward_s = encode_s = 0.0
+        bytes_forwarded = 0
+        downstream: pb.InferReply | None = None
+        if p.next_endpoint:
+            t = time.perf_counter()
+            # values received and forwarded unchanged keep their frames when the codec agrees
+            passed = {nv.name: nv for nv in request.values} \
+                if (request.codec or "raw") == p.forward_codec else {}
+            forward = pb.InferRequest(plan_id=p.plan.plan_id, stage=k + 1,
+                                      request_id=request.request_id, reply_codec=reply_codec,
+                                      codec=p.forward_codec)
+            for v in p.layout.forwards(k):
+                if v in passed:
+                    forward.values.append(passed[v])
+                    bytes_forwarded += wire.frame_bytes((passed[v],))
+                else:
+                    bytes_forwarded += self._encode({v: env[v]}, p.forward_codec,
+                                                    forward.values, where)
+            encode_s += time.perf_counter() - t
+            t = time.perf_counter()
+            downstream = await self._forward(p.next_endpoint, forward, context, where)
+            forward_s = time.perf_counter() - t
+        t = time.perf_counter()
+        reply = pb.InferReply(request_id=request.request_id)
+        bytes_out = self._encode({v: produced[v] for v in p.layout.returns[k]}, reply_codec,
+                                 reply.outputs, where)
+        encode_s += time.perf_counter() - t
+        if downstream is not None:
+            reply.outputs.extend(downstream.outputs)
+            bytes_out += wire.frame_bytes(downstream.outputs)
+        with self._stats_lock:
+            self._stats.served += 1
+        timing = wire.ServerTiming(
+            server=self.endpoint, tier=tier, stage=k, queue_s=queue_s, compute_s=compute_s,
+            decode_s=t_decoded - t0, encode_s=encode_s, forward_s=forward_s,
+            total_s=time.perf_counter() - t0, bytes_in=bytes_in, bytes_forwarded=bytes_forwarded,
+            bytes_out=bytes_out, load=self.load())
+        reply.timings.append(wire.timing_to_pb(timing))
+        if downstream is not None:
+            reply.timings.extend(downstream.timings)
+        reply.load.CopyFrom(wire.load_to_pb(self.load()))
+        return reply
+
+    @staticmethod
+    def _encode(values: dict[str, Any], codec: str, out: Any, where: str) -> int:
+        try:
+            return wire.encode_values(values, codec, out)[1]
+        except wire.WireError as exc:
+            raise _Abort(grpc.StatusCode.INTERNAL, f"{where}: {exc}") from None
+
+    async def _compute(self, p: _Prepared, values: dict[str, Any],
+                       where: str) -> tuple[dict[str, Any], float, float]:
+        stats, lock = self._stats, self._stats_lock
+        with lock:
+            stats.waiting += 1
+        queued = time.perf_counter()
+        state: dict[str, Any] = {"started": None, "dropped": False}
+
+        def work() -> dict[str, Any] | None:
+            with lock:
+                if state["dropped"]:  # the caller went away while this waited
+                    return None
+                state["started"] = time.perf_counter()
+                stats.waiting -= 1
+            with torch.inference_mode():
+                return p.runner.run(values)
+
+        def unqueue() -> None:
+            with lock:
+                if state["started"] is None and not state["dropped"]:
+                    state["dropped"] = True
+                    stats.waiting -= 1
+
+        loop = asyncio.get_running_loop()
+        try:
+            produced = work() if p.inline else await loop.run_in_executor(self._pool, work)
+        except asyncio.CancelledError:
+            unqueue()
+            raise
+        except Exception as exc:
+            unqueue()
+            raise _Abort(grpc.StatusCode.INTERNAL,
+                         f"while executing {where}: {type(exc).__name__}: {exc}") from None
+        compute_s = time.perf_counter() - state["started"]
+        with lock:
+            stats.service_s = compute_s if stats.served == 0 and stats.service_s == 0 else (
+                (1 - _EWMA) * stats.service_s + _EWMA * compute_s)
+        return produced, state["started"] - queued, compute_s
+
+    async def _forward(self, endpoint: str, request: pb.InferRequest, context: Any,
+                       where: str) -> pb.InferReply:
+        if endpoint not in self._channels:
+            channel = grpc.aio.insecure_channel(endpoint,
+                                                options=channel_options(self.max_message_bytes))
+            self._channels[endpoint] = (channel, pb_grpc.TierServerStub(channel))
+        stub = self._channels[endpoint][1]
+        timeout = context.time_remaining() if context is not None else None
+        try:
+            return await stub.Infer(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise _Abort(code, f"{where}: next tier {endpoint} is unreachable "
+                                   f"({code.name}): {exc.details()}") from None
+            raise _Abort(code, f"{where}: next tier {endpoint} answered {code.name}: "
+                               f"{exc.details()}") from None
+
+
+INLINE_FLOPS, INLINE_BYTES = 100_000, 64 << 10
+
+
+def _tiny(lay: Layout, k: int) -> bool:
+    """A stage of a few microseconds (slices, views, a small head): a worker thread's hop
+    (~0.1 ms) would cost more than running it on the event loop."""
+    nodes = [lay.graph.nodes[n] for n in lay.stages[k].nodes]
+    return (sum(n.flops for n in nodes) <= INLINE_FLOPS
+            and sum(n.output_bytes for n in nodes) <= INLINE_BYTES)
+
+
+def _check_codec(name: str, label: str) -> None:
+    try:
+        codecs.parse_codec(name)
+    except codecs.CodecError as exc:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{label}: {exc}") from None
+
+
+# --- running a server in the background (tests, benchmarks) -----------------------------------
+
+class ServerThread:
+    """A TierServer on its own event loop in a daemon thread: ``.endpoint``, ``.stop(grace)``."""
+
+    def __init__(self, server: TierServer):
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name=f"tiercut-server-{id(self):x}")
+        self._thread.start()
+        self.endpoint = self._call(server.start())
+
+    def _call(self, coro: Any, timeout: float | None = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        if not self._loop.is_running():
+            return
+        self._call(self.server.stop(grace), timeout=None if grace is None else grace + 30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop(0)
+
+
+def serve_in_thread(models: Sequence[str], **kwargs: Any) -> ServerThread:
+    return ServerThread(TierServer(models, **kwargs))
+
+
+@dataclass
+class ServerProcess:
+    """``tiercut serve`` in a child process (``python -m tiercut.cli_runtime serve``)."""
+
+    process: subprocess.Popen
+    endpoint: str
+    log: list[str] = field(default_factory=list)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM: the server drains its requests in flight and exits."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout)
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
+
+
+def spawn(models: Sequence[str], threads: int | None = 1, host: str = "127.0.0.1",
+          extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+          timeout: float = 60) -> ServerProcess:
+    """Start a tier server in a child process on a free port; wait until it listens."""
+    cmd = [sys.executable, "-m", "tiercut.cli_runtime", "serve", "--host", host, "--port", "0",
+           "--models", ",".join(models), *extra_args]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    log: list[str] = []
+    deadline = time.monotonic() + timeout
+    endpoint = ""
+
+    def read() -> None:
+        nonlocal endpoint
+        for line in proc.stdout:  # type: ignore[union-attr]
+            log.append(line.rstrip())
+            found = re.search(r"listening on (\S+:\d+)", line)
+            if found and not endpoint:
+                endpoint = found.group(1)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while not endpoint:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"tier server did not start: {' | '.join(log[-20:])}")
+        time.sleep(0.02)
+    return ServerProcess(proc, endpoint, log)
+
+
+# --- `tiercut serve` ---------------------------------------------------------------------------
+
+def serve_forever(server: TierServer, on_start: Callable[[str], None] = print) -> None:
+    """Run ``server`` until SIGTERM or SIGINT, then drain requests in flight and exit."""
+
+    async def main() -> None:
+        endpoint = await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        on_start(endpoint)
+        await stop.wait()
+        await server.stop(grace=30)
+
+    asyncio.run(main())

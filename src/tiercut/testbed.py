@@ -1,0 +1,251 @@
+"""A testbed on one machine: plan, then run the plan for real and compare.
+
+This machine plays every tier. The edge and cloud are tier servers in their own processes on
+loopback; the device is this process. Every hop goes through an emulated link (the userspace
+shaping proxy: token bucket and one-way delay each way, in one child process). Where the
+machine allows it (root and cgroups), slower hosts are real CPU caps (``cpucap``): the device
+process and the edge server run at a fraction of one CPU, and the planner sees the same
+fractions as speed factors on the profile measured here. Elsewhere every tier runs at full
+speed and the report says so.
+
+For each link setting the planner's choice and the all-device and all-cloud baselines are each
+run ``requests`` times (or until ``budget_s`` is spent, at least ``min_requests``), and the
+median measured latency is set against the prediction.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from . import cpucap
+from .planner import Host, Link, Scenario, baseline, plan
+from .planner.plan import Plan
+from .predict import scale_profile
+from .profile import Profile
+from .profiler import ProfileSettings, profile_model
+from .zoo import entry
+
+TIERS = ("device", "edge", "cloud")
+SPEEDS = {"device": 0.1, "edge": 0.5, "cloud": 1.0}  # fractions of one CPU of this machine
+EDGE_CLOUD = Link(500e6, 0.005)  # the wired hop between edge and cloud
+CLOUD_EXTRA_S = 0.005  # the device's direct path to the cloud is this much longer
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The device's access link: rate and one-way delay (to the edge; the cloud is
+    CLOUD_EXTRA_S further)."""
+
+    name: str
+    rate_bps: float
+    delay_s: float
+
+
+SETTINGS = (Setting("3G-like", 1e6, 0.020), Setting("LTE-like", 10e6, 0.020),
+            Setting("Wi-Fi-like", 100e6, 0.020))
+
+
+@dataclass
+class Run:
+    """One plan measured under one setting."""
+
+    setting: str
+    label: str  # "chosen", "all-device", "all-cloud"
+    plan: Plan
+    measured_s: list[float] = field(default_factory=list)
+    fallbacks: int = 0
+
+    @property
+    def predicted_s(self) -> float:
+        return self.plan.total_s
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.measured_s)
+
+    @property
+    def error(self) -> float:
+        """(measured - predicted) / predicted, of the median."""
+        return self.median_s / self.predicted_s - 1.0
+
+    def placement(self) -> str:
+        counts = {t: 0 for t in self.plan.hosts}
+        for tier in self.plan.assignment.values():
+            counts[tier] += 1
+        return " ".join(f"{t}:{n}" for t, n in counts.items() if n)
+
+
+def links_for(setting: Setting) -> dict[tuple[str, str], Link]:
+    return {("device", "edge"): Link(setting.rate_bps, setting.delay_s),
+            ("device", "cloud"): Link(setting.rate_bps, setting.delay_s + CLOUD_EXTRA_S),
+            ("edge", "cloud"): EDGE_CLOUD}
+
+
+def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -> Scenario:
+    hosts = tuple(Host(t, t, scale_profile(profile, speeds[t], t)) for t in TIERS)
+    return Scenario(TIERS, hosts, links_for(setting))
+
+
+@contextlib.contextmanager
+def _links(specs: Sequence[tuple[str, str, float, float]]) -> Iterator[list[str]]:
+    """One child process relaying through a shaping proxy per spec (name, to, rate, delay);
+    yields the address to dial for each."""
+    code = ("import asyncio, json, sys\n"
+            "from tiercut.link.shaper import ShapingProxy\n"
+            "async def main():\n"
+            "    specs = json.loads(sys.argv[1])\n"
+            "    proxies = [ShapingProxy(('127.0.0.1', 0), (to.rsplit(':', 1)[0], int(to.rsplit(':', 1)[1])),"
+            " rate, delay) for _, to, rate, delay in specs]\n"
+            "    for p in proxies:\n"
+            "        await p.start()\n"
+            "    print(json.dumps(['%s:%d' % p.address[:2] for p in proxies]), flush=True)\n"
+            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
+            "    for p in proxies:\n"
+            "        await p.stop()\n"
+            "asyncio.run(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(list(specs))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError("the link emulator did not start")
+        yield json.loads(line)
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(p: Plan, dial: dict[tuple[str, str], str], inputs: tuple[torch.Tensor, ...],
+            reference: torch.Tensor, requests: int, min_requests: int, budget_s: float,
+            setting: str, label: str, warmup: int = 2) -> Run:
+    """Run plan ``p`` through the emulated links; every answer must equal ``reference``."""
+    from .runtime.client import SplitClient
+
+    tiers = [TIERS[t] for t in p.route.tiers]
+    endpoints = [dial[(tiers[i - 1], tiers[i])] for i in range(1, len(tiers))]
+    run = Run(setting, label, p)
+    with SplitClient(p.to_dict(), endpoints, deadline_s=120.0) as client:
+        start = time.monotonic()
+        for i in range(warmup + requests):
+            output, m = client.infer(*inputs)
+            if not torch.equal(output, reference):
+                raise AssertionError(f"{label} under {setting}: the split model's answer differs "
+                                     "from the whole model's")
+            run.fallbacks += m.fallback
+            if i >= warmup:
+                run.measured_s.append(m.total_s)
+                spent = time.monotonic() - start
+                if len(run.measured_s) >= min_requests and spent > budget_s:
+                    break
+    return run
+
+
+def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
+                requests: int = 10, min_requests: int = 3, budget_s: float = 30.0,
+                speeds: dict[str, float] | None = None, profile_repeat: int = 10,
+                log=print) -> tuple[list[Run], dict[str, float]]:
+    """Profile ``model`` here, then for each setting plan and measure the chosen plan and the
+    two baselines. Returns the runs and the speeds used (all 1.0 without CPU caps)."""
+    from .runtime.server import spawn
+
+    speeds = dict(speeds or SPEEDS)
+    if not cpucap.available():
+        log("CPU caps need root and cgroups: every tier runs at this machine's full speed")
+        speeds = {t: 1.0 for t in TIERS}
+    torch.set_num_threads(1)  # every tier: one thread, a share of one CPU
+    zoo = entry(model)
+    module = zoo.build()
+    inputs = zoo.example_inputs()
+    with torch.no_grad():
+        reference = module(*inputs)
+    log(f"profiling {model} here (1 thread) ...")
+    profile = profile_model(module, inputs, name=model,
+                            settings=ProfileSettings(threads=1, repeat=profile_repeat))
+    runs: list[Run] = []
+    with contextlib.ExitStack() as stack:
+        servers = {t: stack.enter_context(spawn([model], threads=1)) for t in TIERS[1:]}
+        specs = []
+        for s in settings:
+            for (a, b), link in links_for(s).items():
+                specs.append((f"{s.name}:{a}-{b}", servers[b].endpoint, link.bandwidth_bps,
+                              link.latency_s))
+        addresses = stack.enter_context(_links(specs))
+        dial = {name: addr for (name, *_), addr in zip(specs, addresses)}
+        for tier, server in servers.items():
+            if speeds[tier] < 1.0:
+                stack.enter_context(cpucap.CpuCap(speeds[tier])).add(server.process.pid)
+        if speeds["device"] < 1.0:  # this process plays the device from here on
+            stack.enter_context(cpucap.CpuCap(speeds["device"])).add(os.getpid())
+        for s in settings:
+            sc = scenario_for(profile, s, speeds)
+            routes = {(a, b): dial[f"{s.name}:{a}-{b}"] for a, b in links_for(s)}
+            chosen = plan(sc)
+            for label, p in (("chosen", chosen), ("all-device", baseline(sc, "device")),
+                             ("all-cloud", baseline(sc, "cloud"))):
+                log(f"{s.name}: running {label} ...")
+                runs.append(measure(p, routes, inputs, reference, requests, min_requests,
+                                    budget_s, s.name, label))
+    return runs, speeds
+
+
+def report(runs: Sequence[Run]) -> list[dict]:
+    """Per setting: the chosen plan's prediction and measurement next to the baselines'."""
+    rows = []
+    for name in dict.fromkeys(r.setting for r in runs):
+        by = {r.label: r for r in runs if r.setting == name}
+        chosen = by["chosen"]
+        best_baseline = min(by["all-device"].median_s, by["all-cloud"].median_s)
+        rows.append({
+            "setting": name, "placement": chosen.placement(),
+            "predicted_ms": chosen.predicted_s * 1e3, "measured_ms": chosen.median_s * 1e3,
+            "error": chosen.error, "requests": len(chosen.measured_s),
+            "vs_best_baseline": chosen.median_s / best_baseline - 1.0,
+            **{f"{k}_{v}": getattr(by[k], attr) * 1e3 for k in ("all-device", "all-cloud")
+               for v, attr in (("predicted_ms", "predicted_s"), ("measured_ms", "median_s"))},
+            "fallbacks": sum(r.fallbacks for r in by.values()),
+        })
+    return rows
+
+
+def plot(rows: Sequence[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [r["setting"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.13
+    series = [("chosen", "predicted_ms", "measured_ms"),
+              ("all-device", "all-device_predicted_ms", "all-device_measured_ms"),
+              ("all-cloud", "all-cloud_predicted_ms", "all-cloud_measured_ms")]
+    for i, (name, pred, meas) in enumerate(series):
+        ax.bar(x + (2 * i - 2.5) * width, [r[pred] for r in rows], width, label=f"{name} predicted",
+               alpha=0.45, color=f"C{i}")
+        ax.bar(x + (2 * i - 1.5) * width, [r[meas] for r in rows], width,
+               label=f"{name} measured", color=f"C{i}")
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency of one request (ms, median)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
