@@ -1,0 +1,52 @@
+"""The testbed end to end (servers, emulated links, plans measured), and the CPU cap."""
+import subprocess
+import sys
+
+import pytest
+
+from tiercut import cpucap
+from tiercut.testbed import Setting, report, run_testbed
+
+
+def test_plans_run_for_real_behind_emulated_links():
+    settings = [Setting("fast", 200e6, 0.002)]
+    full_speed = {"device": 1.0, "edge": 1.0, "cloud": 1.0}
+    runs, speeds = run_testbed("squeezenet1_1", settings, requests=2, min_requests=1,
+                               budget_s=5.0, speeds=full_speed, profile_repeat=2,
+                               log=lambda _: None)
+    assert speeds == full_speed
+    assert [r.label for r in runs] == ["chosen", "all-device", "all-cloud"]
+    for run in runs:  # measure() checks every answer equals the whole model's
+        assert run.fallbacks == 0 and len(run.measured_s) >= 1
+        assert all(s > 0 for s in run.measured_s)
+    cloud = next(r for r in runs if r.label == "all-cloud")
+    # the input crosses a 2 ms link and the answer comes back: at least both delays
+    assert min(cloud.measured_s) >= 2 * 0.002
+    (row,) = report(runs)
+    assert row["setting"] == "fast" and row["requests"] >= 1
+    assert row["predicted_ms"] == pytest.approx(runs[0].plan.total_s * 1e3)
+
+
+BUSY = """
+import time
+end = time.monotonic() + 1.0
+while time.monotonic() < end:
+    pass
+print(time.process_time())
+"""
+
+
+@pytest.mark.skipif(not cpucap.available(), reason="CPU caps need root and cgroups")
+def test_cpu_cap_limits_a_busy_process():
+    with cpucap.CpuCap(0.2) as cap:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()\n" + BUSY],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cap.add(proc.pid)
+        out, _ = proc.communicate("go\n", timeout=30)
+    cpu_seconds = float(out)
+    assert cpu_seconds < 0.45  # about 0.2 of each wall second; uncapped it would be ~1
+
+
+def test_cpu_cap_refuses_bad_fractions():
+    with pytest.raises(cpucap.CpuCapError, match=r"fraction of one CPU in \(0, 64\]"):
+        cpucap.CpuCap(0.0)
