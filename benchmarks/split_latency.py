@@ -4,7 +4,8 @@ For links of 1, 10 and 100 Mbit/s with 20 ms one-way delay (userspace shaping pr
 testbed (``tiercut.testbed``) profiles the model here, plans device/edge/cloud, runs the chosen
 plan and both baselines across real tier servers on loopback, and reports the median of 30
 requests per plan (fewer for a plan whose requests pass ``--budget`` seconds; the count is
-printed). Slower hosts are CPU caps (cgroups, as root): device 0.1 and edge 0.5 of one CPU.
+printed). Slower hosts are CPU caps (cgroups, as root): device 0.1 and edge 0.5 of one CPU;
+each tier's speed factor for the planner is measured where it runs, under its cap.
 
 Goals: the chosen plan's measured median within 10% of its prediction, and never more than 5%
 slower than the faster of all-device and all-cloud measured the same way.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from tiercut.testbed import SETTINGS, report, run_testbed
+from tiercut.testbed import CAPS, SETTINGS, report, run_testbed
 
 
 def main() -> None:
@@ -25,7 +26,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0)
     args = parser.parse_args()
     runs, speeds = run_testbed(args.model, SETTINGS, args.requests, budget_s=args.budget)
-    print(f"\n{args.model}; speeds (fraction of one CPU): {speeds}")
+    print(f"\n{args.model}; CPU caps (fraction of one CPU): {CAPS}; measured speed factors: "
+          + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
     print(f"{'link':<12}{'placement':<26}{'n':>4}{'pred ms':>10}{'meas ms':>10}{'error':>8}"
           f"{'dev meas':>10}{'cloud meas':>11}{'vs best':>9}  goals")
     for r in report(runs):

@@ -386,8 +386,9 @@ def testbed_cmd(
     rows = report(runs)
     table = Table("link", "chosen: nodes per tier", "pred ms", "meas ms", "err",
                   "all-device p / m", "all-cloud p / m", "vs best",
-                  title=f"{model}: device x{speeds['device']:g}, edge x{speeds['edge']:g}, "
-                        f"cloud x{speeds['cloud']:g} of one CPU here")
+                  title=f"{model}: measured speed vs here (1 thread): device "
+                        f"x{speeds['device']:.3f}, edge x{speeds['edge']:.3f}, "
+                        f"cloud x{speeds['cloud']:.3f}")
     for r in rows:
         table.add_row(r["setting"], r["placement"], f"{r['predicted_ms']:.1f}",
                       f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}",

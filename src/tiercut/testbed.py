@@ -4,9 +4,11 @@ This machine plays every tier. The edge and cloud are tier servers in their own 
 loopback; the device is this process. Every hop goes through an emulated link (the userspace
 shaping proxy: token bucket and one-way delay each way, in one child process). Where the
 machine allows it (root and cgroups), slower hosts are real CPU caps (``cpucap``): the device
-process and the edge server run at a fraction of one CPU, and the planner sees the same
-fractions as speed factors on the profile measured here. Elsewhere every tier runs at full
-speed and the report says so.
+process and the edge server run at a fraction of one CPU. Elsewhere every tier runs at full
+speed and the report says so. Each tier's speed is then measured where it runs (the device's
+whole model in this process under its cap, each server's compute time for an all-on-that-tier
+plan, as its replies report it), and the planner sees the profile measured here scaled by
+those measured speed factors.
 
 For each link setting the planner's choice and the all-device and all-cloud baselines are each
 run ``requests`` times (or until ``budget_s`` is spent, at least ``min_requests``), and the
@@ -36,7 +38,7 @@ from .profiler import ProfileSettings, profile_model
 from .zoo import entry
 
 TIERS = ("device", "edge", "cloud")
-SPEEDS = {"device": 0.1, "edge": 0.5, "cloud": 1.0}  # fractions of one CPU of this machine
+CAPS = {"device": 0.1, "edge": 0.5, "cloud": 1.0}  # fractions of one CPU of this machine
 EDGE_CLOUD = Link(500e6, 0.005)  # the wired hop between edge and cloud
 CLOUD_EXTRA_S = 0.005  # the device's direct path to the cloud is this much longer
 
@@ -157,16 +159,16 @@ def measure(p: Plan, dial: dict[tuple[str, str], str], inputs: tuple[torch.Tenso
 
 def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 requests: int = 10, min_requests: int = 3, budget_s: float = 30.0,
-                speeds: dict[str, float] | None = None, profile_repeat: int = 10,
+                caps: dict[str, float] | None = None, profile_repeat: int = 10,
                 log=print) -> tuple[list[Run], dict[str, float]]:
     """Profile ``model`` here, then for each setting plan and measure the chosen plan and the
-    two baselines. Returns the runs and the speeds used (all 1.0 without CPU caps)."""
+    two baselines. Returns the runs and each tier's measured speed factor."""
     from .runtime.server import spawn
 
-    speeds = dict(speeds or SPEEDS)
+    caps = dict(caps or CAPS)
     if not cpucap.available():
         log("CPU caps need root and cgroups: every tier runs at this machine's full speed")
-        speeds = {t: 1.0 for t in TIERS}
+        caps = {t: 1.0 for t in TIERS}
     torch.set_num_threads(1)  # every tier: one thread, a share of one CPU
     zoo = entry(model)
     module = zoo.build()
@@ -187,10 +189,13 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
         addresses = stack.enter_context(_links(specs))
         dial = {name: addr for (name, *_), addr in zip(specs, addresses)}
         for tier, server in servers.items():
-            if speeds[tier] < 1.0:
-                stack.enter_context(cpucap.CpuCap(speeds[tier])).add(server.process.pid)
-        if speeds["device"] < 1.0:  # this process plays the device from here on
-            stack.enter_context(cpucap.CpuCap(speeds["device"])).add(os.getpid())
+            if caps[tier] < 1.0:
+                stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)
+        if caps["device"] < 1.0:  # this process plays the device from here on
+            stack.enter_context(cpucap.CpuCap(caps["device"])).add(os.getpid())
+        speeds = measure_speeds(model, profile, module, inputs,
+                                {t: s.endpoint for t, s in servers.items()})
+        log("measured speed factors: " + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
         for s in settings:
             sc = scenario_for(profile, s, speeds)
             routes = {(a, b): dial[f"{s.name}:{a}-{b}"] for a, b in links_for(s)}
@@ -201,6 +206,32 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 runs.append(measure(p, routes, inputs, reference, requests, min_requests,
                                     budget_s, s.name, label))
     return runs, speeds
+
+
+def measure_speeds(model: str, profile: Profile, module: torch.nn.Module,
+                   inputs: tuple[torch.Tensor, ...], endpoints: dict[str, str],
+                   repeat: int = 5) -> dict[str, float]:
+    """Each tier's speed against the profile (Σ of its nodes' seconds over the tier's own
+    median seconds for the whole model): the device in this process, each server by its
+    reported compute time for a plan that puts everything on it (no link in the way)."""
+    from .runtime.client import SplitClient
+    from .runtime.stageplan import StagePlan
+
+    here = sum(n.latency_s for n in profile.nodes)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            module(*inputs)
+            times.append(time.perf_counter() - t0)
+    speeds = {"device": here / statistics.median(times[1:])}
+    everything = {n.name: 1 for n in profile.nodes}
+    for tier, endpoint in endpoints.items():
+        plan_ = StagePlan.from_assignment(model, everything, ("device", tier))
+        with SplitClient(plan_, [endpoint]) as client:
+            seconds = [client.infer(*inputs)[1].servers[0].compute_s for _ in range(repeat + 1)]
+        speeds[tier] = here / statistics.median(seconds[1:])
+    return speeds
 
 
 def report(runs: Sequence[Run]) -> list[dict]:
