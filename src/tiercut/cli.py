@@ -412,11 +412,13 @@ def _register_runtime_commands() -> None:
     # the planning commands' start-up).
     from .cli_link import link_cmd
     from .cli_runtime import bench_cmd, infer_cmd, serve_cmd
+    from .cli_simulate import simulate_cmd
 
     app.command("serve")(serve_cmd)
     app.command("infer")(infer_cmd)
     app.command("bench")(bench_cmd)
     app.command("link")(link_cmd)
+    app.command("simulate")(simulate_cmd)
 
 
 _register_runtime_commands()

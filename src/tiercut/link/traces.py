@@ -1,6 +1,6 @@
 """Bandwidth traces: a rate that changes over time, read from public trace files.
 
-Two formats are read (``load_trace`` tells them apart by the first line):
+Three formats are read (``load_trace`` tells them apart by the first line):
 
 - **pensieve-cooked**: one sample a line, ``<seconds since start><TAB or spaces><Mbit/s>``,
   LF or CRLF line endings (the Pensieve / Comyco ``cooked_traces``).
@@ -10,6 +10,10 @@ Two formats are read (``load_trace`` tells them apart by the first line):
   ``-`` (missing value) row is skipped, which under piecewise-constant replay is the
   same as carrying the last value forward until the next measured row; missing rows before the
   first measurement are dropped and the trace starts at the first measured row.
+- **mahimahi** packet-delivery traces: one integer millisecond timestamp a line, each line one
+  opportunity to deliver a 1500-byte packet (several lines may share a millisecond). The
+  opportunities are counted in bins of ``MAHIMAHI_BIN_S`` and each bin becomes one sample of
+  ``count × 1500 × 8 / bin`` bit/s; like mahimahi, the trace loops after its last timestamp.
 
 A trace is piecewise constant: sample ``i`` holds from ``times_s[i]`` until ``times_s[i + 1]``,
 the last sample holds for as long as the gap before it (1 s for a one-sample trace), and then
@@ -27,7 +31,10 @@ from typing import Literal
 from ..errors import TiercutError
 
 FORMATS = ("pensieve-cooked ('<seconds>\\t<Mbit/s>' per line)",
-           "G-NetTrack CSV (header with Timestamp, DL_bitrate, UL_bitrate in kbit/s)")
+           "G-NetTrack CSV (header with Timestamp, DL_bitrate, UL_bitrate in kbit/s)",
+           "mahimahi (one integer millisecond timestamp per 1500-byte delivery per line)")
+MAHIMAHI_BIN_S = 0.1  # seconds of delivery opportunities counted into one sample
+MAHIMAHI_PACKET_BITS = 1500 * 8
 
 
 class BandwidthTraceError(TiercutError, ValueError):
@@ -128,8 +135,12 @@ def load_trace(path: str | Path, direction: Literal["down", "up"] = "down") -> B
         raise TraceFileError(f"cannot read trace file {path}: {exc.strerror or exc}") from None
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
+    if not first:
+        raise TraceFileError(f"{path}: the file is empty; accepted formats: {'; '.join(FORMATS)}")
     if "Timestamp" in first and "," in first:
         times, rates = _read_gnettrack(path, lines, direction)
+    elif len(first.split()) == 1 and first.strip().isdigit():
+        times, rates = _read_mahimahi(path, lines)
     else:
         times, rates = _read_pensieve(path, lines)
     if not times:
@@ -164,6 +175,32 @@ def _read_pensieve(path: Path, lines: list[str]) -> tuple[list[float], list[floa
         times.append(t)
         rates.append(mbit * 1e6)
     return times, rates
+
+
+def _read_mahimahi(path: Path, lines: list[str]) -> tuple[list[float], list[float]]:
+    stamps: list[int] = []
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            raise _bad(path, lineno, f"mahimahi lines are one integer millisecond timestamp >= 0, "
+                                     f"got {text!r}")
+        ms = int(text)
+        if stamps and ms < stamps[-1]:
+            raise _bad(path, lineno, f"timestamp {ms} ms goes back (previous {stamps[-1]} ms)")
+        stamps.append(ms)
+    if not stamps or stamps[-1] == 0:
+        raise TraceFileError(f"{path}: a mahimahi trace needs a last timestamp > 0 ms (it is the "
+                             "loop period)")
+    period_s = stamps[-1] / 1e3
+    bins = max(1, math.ceil(period_s / MAHIMAHI_BIN_S - 1e-9))
+    width = period_s / bins
+    counts = [0] * bins
+    for ms in stamps:
+        counts[min(int(ms / 1e3 / width), bins - 1)] += 1
+    times = [i * width for i in range(bins)]
+    return times, [c * MAHIMAHI_PACKET_BITS / width for c in counts]
 
 
 def _read_gnettrack(path: Path, lines: list[str], direction: str) -> tuple[list[float], list[float]]:

@@ -1,0 +1,126 @@
+"""Live estimates from the transfers and replies a client sees anyway.
+
+* ``BandwidthEstimator``: the device link's rate from recent transfers. Each transfer gives a
+  sample (bits, seconds). Samples more than ``outlier``× away from the median rate of the
+  window are dropped, and the rest give a harmonic mean weighted by bits (total bits over
+  total seconds, which is what a stream of such transfers would see). One odd sample cannot
+  move the median; once a change has lasted for half the window, the median follows it and the
+  old samples become the outliers: with the default window of 5, a step is followed on its
+  third sample.
+* ``LatencyEstimator``: one-way latency as half the smallest recent round trip left after the
+  transfer itself.
+* ``LoadEstimator``: a server's load factor, its service time relative to what its profile
+  predicts (an EWMA), and the last queue depth it reported.
+
+``samples(measurement)`` turns the runtime's ``Measurement`` into these samples; the simulator
+makes ``Observation``s directly.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import TiercutError
+
+
+class EstimatorError(TiercutError, ValueError):
+    """Bad settings or samples for an estimator."""
+
+
+class Observation:
+    """What one finished request tells the controller. ``bits``/``seconds``: what crossed the
+    device's link and the time it took (0 bits: nothing crossed); ``load``: load factor of
+    the watched tier, when known; ``queue``: the device's own backlog in seconds."""
+
+    __slots__ = ("now", "bits", "seconds", "load", "queue")
+
+    def __init__(self, now: float, bits: float = 0.0, seconds: float = 0.0,
+                 load: float | None = None, queue: float = 0.0):
+        self.now, self.bits, self.seconds, self.load, self.queue = now, bits, seconds, load, queue
+
+
+class BandwidthEstimator:
+    def __init__(self, initial_bps: float | None = None, window: int = 5, outlier: float = 2.0,
+                 min_bits: float = 8 * 1500):
+        if window < 1 or not outlier > 1:
+            raise EstimatorError(f"window must be >= 1 and outlier > 1, got {window}, {outlier}")
+        self.samples: deque[tuple[float, float]] = deque(maxlen=window)  # (bits, seconds)
+        self.outlier, self.min_bits = outlier, min_bits
+        self.estimate_bps = initial_bps
+        self.last_t = -math.inf
+
+    def add(self, bits: float, seconds: float, now: float = 0.0) -> float | None:
+        """Add one transfer; returns the new estimate (bit/s). Transfers under ``min_bits`` or
+        with no duration say more about latency than rate and are ignored."""
+        if bits < self.min_bits or not seconds > 0 or not math.isfinite(seconds):
+            return self.estimate_bps
+        self.samples.append((bits, seconds))
+        self.last_t = now
+        rates = sorted(b / s for b, s in self.samples)
+        n = len(rates)
+        median = rates[n // 2] if n % 2 else math.sqrt(rates[n // 2 - 1] * rates[n // 2])
+        keep = [(b, s) for b, s in self.samples
+                if median / self.outlier <= b / s <= median * self.outlier]
+        if not keep:  # two samples far apart: no majority yet, trust the newer
+            keep = [self.samples[-1]]
+        self.estimate_bps = sum(b for b, _ in keep) / sum(s for _, s in keep)
+        return self.estimate_bps
+
+    def stale(self, now: float, after_s: float = 2.0) -> bool:
+        """True when no transfer was seen for ``after_s``: time for a small probe."""
+        return now - self.last_t > after_s
+
+
+class LatencyEstimator:
+    def __init__(self, initial_s: float = 0.0, window: int = 20):
+        self.samples: deque[float] = deque(maxlen=window)
+        self.estimate_s = initial_s
+
+    def add(self, round_trip_s: float, transfer_s: float = 0.0) -> float:
+        rest = round_trip_s - transfer_s
+        if math.isfinite(rest) and rest >= 0:
+            self.samples.append(rest / 2)
+            self.estimate_s = min(self.samples)
+        return self.estimate_s
+
+
+class LoadEstimator:
+    def __init__(self, alpha: float = 0.5, initial: float = 1.0):
+        if not 0 < alpha <= 1:
+            raise EstimatorError(f"alpha must be in (0, 1], got {alpha!r}")
+        self.alpha, self.factor, self.queue_depth = alpha, initial, 0
+
+    def add(self, factor: float, queue_depth: int = 0) -> float:
+        if math.isfinite(factor) and factor > 0:
+            self.factor += self.alpha * (factor - self.factor)
+        self.queue_depth = queue_depth
+        return self.factor
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A runtime Measurement in estimator terms."""
+
+    bits: float  # bits across the device's hop, both ways
+    seconds: float  # their transfer time (hop time minus the latency both ways)
+    round_trip_s: float  # the device hop's measured time
+    loads: Mapping[str, tuple[float, int]]  # tier -> (service / predicted compute, queue depth)
+
+
+def samples(measurement: Any, predicted_compute_s: Mapping[str, float],
+            latency_s: float = 0.0) -> Samples | None:
+    """From ``tiercut.runtime.client.Measurement``: the device hop's bits and transfer time
+    (its measured seconds minus ``latency_s`` each way) and each server's compute time
+    relative to ``predicted_compute_s`` (the plan's tier_seconds at load 1)."""
+    if getattr(measurement, "fallback", False) or not measurement.hops:
+        return None
+    hop = measurement.hops[0]
+    bits = 8.0 * (hop.bytes_sent + hop.bytes_returned)
+    loads = {}
+    for t in measurement.servers:
+        expected = predicted_compute_s.get(t.tier, 0.0)
+        if expected > 0:
+            loads[t.tier] = (t.compute_s / expected, t.load.queue_depth if t.load else 0)
+    return Samples(bits, max(hop.seconds - 2 * latency_s, 1e-9), hop.seconds, loads)

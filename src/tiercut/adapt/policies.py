@@ -1,0 +1,333 @@
+"""Re-partitioning policies, one interface: ``observe(observation)`` after each request,
+``next_plan(now, backlog_s)`` before the next one.
+
+* ``static``: the best plan at start (Neurosurgeon), never changed.
+* ``adaptive``: the decision table's plan for the current bandwidth estimate (JALAD, dynamic
+  split computing); a lookup is a bisection.
+* ``loadaware``: the same with the table's load axis and the watched tier's observed load
+  (LoADPart).
+* ``dads``: latency mode while the latency plan sustains the frame rate, else the throughput
+  plan (DADS light/heavy); when no plan sustains it, ``unreachable`` says so (or, ``strict``,
+  ``FrameRateError`` is raised) instead of a silent miss.
+* ``lyapunov``: drift-plus-penalty (CutEdge): per request, choose among the table's plans, a
+  device speed setting and a sending rate the option minimising V·energy + Q·device time, Q
+  the device's backlog in seconds. Larger V: less energy, longer queues.
+* ``oracle``: knows the future trace: the plan with the least latency given the bandwidth each
+  transfer will actually see (queueing aside).
+
+Device energy model for speed f and sending fraction r (both in (0, 1]): compute at f takes
+time/f at power P_c·f³ (dynamic power), so energy P_c·time·f²; sending at r of the link's rate
+takes bits/(r·rate) at radio power P_r·r² (a convex rate-power curve), so energy P_r·r·bits/rate.
+f = r = 1 is the planner's energy model.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..errors import TiercutError
+from ..planner.plan import Plan
+from ..planner.scenario import Scenario
+from ..planner.solve import plan as solve
+from ..planner.table import DecisionTable, with_device_bandwidth
+from ..sim.costs import CPU, TRACE_LINK, Costs, PlanCost, device_powers
+from .estimators import BandwidthEstimator, LoadEstimator, Observation
+
+POLICIES = ("static", "adaptive", "loadaware", "dads", "lyapunov", "oracle")
+
+
+class PolicyError(TiercutError, ValueError):
+    """An unknown policy name or settings a policy cannot work with."""
+
+
+class FrameRateError(TiercutError, RuntimeError):
+    """No plan sustains the requested frame rate at the current bandwidth."""
+
+
+class Policy:
+    name = "policy"
+    observes = False  # whether observe() does anything (the simulator skips building them)
+    speed = 1.0  # device speed setting for the next request
+    send_fraction = 1.0  # fraction of the link's rate to send at
+    unreachable = ""  # why the policy's goal cannot be met, when it cannot
+
+    def observe(self, obs: Observation) -> None:
+        pass
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        raise NotImplementedError
+
+
+class StaticPolicy(Policy):
+    name = "static"
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        return self.plan
+
+
+class AdaptivePolicy(Policy):
+    name = "adaptive"
+    observes = True
+
+    def __init__(self, table: DecisionTable, initial_bps: float,
+                 estimator: BandwidthEstimator | None = None):
+        self.table = table
+        self.bandwidth = estimator or BandwidthEstimator(initial_bps)
+        self._at, self._plan = None, None
+
+    def observe(self, obs: Observation) -> None:
+        if obs.bits > 0:
+            self.bandwidth.add(obs.bits, obs.seconds, obs.now)
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        bw = self.bandwidth.estimate_bps
+        if bw != self._at:
+            self._at, self._plan = bw, self.table.best(bw)
+        return self._plan
+
+
+class LoadAwarePolicy(AdaptivePolicy):
+    name = "loadaware"
+
+    def __init__(self, table: DecisionTable, initial_bps: float,
+                 estimator: BandwidthEstimator | None = None, load: LoadEstimator | None = None):
+        if table.load_tier is None:
+            raise PolicyError("the load-aware policy needs a table built with a load_tier")
+        super().__init__(table, initial_bps, estimator)
+        self.load = load or LoadEstimator()
+        self._key = None
+
+    def observe(self, obs: Observation) -> None:
+        super().observe(obs)
+        if obs.load is not None:
+            self.load.add(obs.load)
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        key = (self.bandwidth.estimate_bps, round(self.load.factor, 3))
+        if key != self._key:
+            self._key, self._plan = key, self.table.best(key[0], key[1])
+        return self._plan
+
+
+def stage_periods(c: PlanCost, bandwidth_bps: float) -> float:
+    """Seconds per request of the slowest pipeline stage (a compute tier or a link)."""
+    worst = 0.0
+    for kind, _, seconds, bits, held in c.steps:
+        s = seconds if kind == CPU else (bits / bandwidth_bps if kind == TRACE_LINK else held)
+        worst = max(worst, s)
+    return worst
+
+
+class DadsPolicy(AdaptivePolicy):
+    name = "dads"
+
+    def __init__(self, scenario: Scenario, table: DecisionTable, fps: float, initial_bps: float,
+                 strict: bool = False, costs: Costs | None = None):
+        if not (math.isfinite(fps) and fps > 0):
+            raise PolicyError(f"frame rate must be > 0 per second, got {fps!r}")
+        super().__init__(table, initial_bps)
+        self.scenario, self.fps, self.strict = scenario, fps, strict
+        self.costs = costs or Costs(scenario)
+        self._heavy: dict[int, Plan] = {}
+        self.mode = "light"
+
+    def heavy(self, bw: float) -> Plan:
+        bucket = round(math.log(bw) / math.log(1.05))  # plans cached per 5% of bandwidth
+        if bucket not in self._heavy:
+            self._heavy[bucket] = solve(with_device_bandwidth(self.scenario, 1.05 ** bucket),
+                                        "throughput")
+        return self._heavy[bucket]
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        bw = self.bandwidth.estimate_bps
+        if bw == self._at:
+            return self._plan
+        self._at = bw
+        light = self.table.best(bw)
+        period = 1.0 / self.fps
+        if stage_periods(self.costs(light), bw) <= period:
+            self.mode, self._plan, self.unreachable = "light", light, ""
+            return light
+        heavy = self.heavy(bw)
+        self.mode, self._plan = "heavy", heavy
+        best = stage_periods(self.costs(heavy), bw)
+        if best > period * (1 + 1e-9):
+            self.unreachable = (f"{self.fps:g} frames/s cannot be sustained at {bw / 1e6:.3g} "
+                                f"Mbit/s: the best pipeline manages {1 / best:.3g} frames/s")
+            if self.strict:
+                raise FrameRateError(self.unreachable)
+        else:
+            self.unreachable = ""
+        return heavy
+
+
+@dataclass
+class _Option:
+    plan: Plan
+    speed: float
+    fraction: float
+
+
+class LyapunovPolicy(Policy):
+    name = "lyapunov"
+    observes = True
+
+    def __init__(self, scenario: Scenario, candidates: Sequence[Plan], V: float,
+                 initial_bps: float, speeds: Sequence[float] = (0.4, 0.7, 1.0),
+                 fractions: Sequence[float] = (0.25, 0.5, 1.0), costs: Costs | None = None):
+        if not (math.isfinite(V) and V >= 0):
+            raise PolicyError(f"V must be a finite number >= 0, got {V!r}")
+        for x in (*speeds, *fractions):
+            if not 0 < x <= 1:
+                raise PolicyError(f"speed settings and sending fractions must be in (0, 1], got {x!r}")
+        self.V, self.speeds, self.fractions = V, tuple(speeds), tuple(fractions)
+        self.costs = costs or Costs(scenario)
+        self.candidates = [self.costs(p) for p in candidates]
+        self.power_c, self.power_r = device_powers(scenario)
+        self.bandwidth = BandwidthEstimator(initial_bps)
+        self._at = None
+        self._lines: list[tuple[float, float, _Option]] = []
+        self._breaks: list[float] = []
+
+    def observe(self, obs: Observation) -> None:
+        if obs.bits > 0:
+            self.bandwidth.add(obs.bits, obs.seconds, obs.now)
+
+    def options(self, bw: float) -> list[tuple[float, float, _Option]]:
+        """(energy J, device seconds, option) for every plan × speed × sending fraction."""
+        out = []
+        for c in self.candidates:
+            for f in self.speeds:
+                for r in self.fractions:
+                    if c.device_bits == 0 and r != 1.0:
+                        continue
+                    energy = self.power_c * c.device_s * f * f + self.power_r * r * c.device_bits / bw
+                    busy = c.device_s / f + c.device_bits / (r * bw)
+                    out.append((energy, busy, _Option(c.plan, f, r)))
+        return out
+
+    def _envelope(self, bw: float) -> None:
+        """Lower envelope over Q >= 0 of the lines V·energy + Q·busy (convex hull trick)."""
+        lines = sorted(self.options(bw), key=lambda o: (-o[1], self.V * o[0]))
+        hull: list[tuple[float, float, _Option]] = []  # slopes (busy) decreasing
+        breaks: list[float] = []
+        for e, b, o in lines:
+            a = self.V * e
+            if hull and hull[-1][1] == b:
+                continue  # same slope, higher intercept (sorted)
+            while hull:
+                a0, b0 = self.V * hull[-1][0], hull[-1][1]
+                x = (a - a0) / (b0 - b)  # where the new line gets cheaper
+                if breaks and x <= breaks[-1]:
+                    hull.pop()
+                    breaks.pop()
+                    continue
+                if x <= 0:
+                    hull.pop()
+                    continue
+                breaks.append(x)
+                break
+            hull.append((e, b, o))
+            if len(hull) == 1:
+                breaks.clear()
+        self._lines, self._breaks = hull, breaks
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        bw = self.bandwidth.estimate_bps
+        if bw != self._at:
+            self._at = bw
+            self._envelope(bw)
+        o = self._lines[bisect.bisect_right(self._breaks, backlog_s)][2]
+        self.speed, self.send_fraction = o.speed, o.fraction
+        return o.plan
+
+
+class OraclePolicy(Policy):
+    """Knows the device link's future: ``finish(t, bits)`` integrates the trace."""
+
+    name = "oracle"
+
+    def __init__(self, candidates: Sequence[Plan], timeline, costs: Callable[[Plan], PlanCost]):
+        self.candidates = [costs(p) for p in candidates]
+        self.timeline = timeline
+        self._seg_end, self._rate, self._best, self._worst = -1.0, None, None, 0.0
+
+    def exact(self, c: PlanCost, now: float) -> float:
+        x = now
+        for kind, _, seconds, bits, held in c.steps:
+            if kind == CPU:
+                x += seconds
+            elif kind == TRACE_LINK:
+                x = self.timeline.finish(x, bits) + seconds
+            else:
+                x += held + seconds
+        return x - now
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        if now + self._worst <= self._seg_end and self.timeline.rate_at(now) == self._rate:
+            return self._best
+        rate = self.timeline.rate_at(now)
+        end = self.timeline.constant_until(now)
+        costs = [(c.latency_at(rate) if rate > 0 else math.inf, c) for c in self.candidates]
+        best = min(costs, key=lambda x: x[0])
+        if rate > 0 and all(now + lat <= end for lat, _ in costs):
+            self._seg_end, self._rate, self._best = end, rate, best[1].plan
+            self._worst = max(lat for lat, _ in costs)
+            return best[1].plan
+        return min(self.candidates, key=lambda c: self.exact(c, now)).plan
+
+
+@dataclass
+class Setting:
+    """What building a policy by name may need."""
+
+    scenario: Scenario
+    table: DecisionTable
+    initial_bps: float
+    load_table: DecisionTable | None = None
+    timeline: object = None  # sim.timeline.Timeline of the device link (the oracle)
+    fps: float = 10.0
+    V: float = 1.0
+    costs: Costs | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def candidates(table: DecisionTable) -> list[Plan]:
+    return [e.plan for e in table.entries]
+
+
+def build_policy(name: str, s: Setting) -> Policy:
+    costs = s.costs or Costs(s.scenario)
+    if name == "static":
+        return StaticPolicy(s.table.best(s.initial_bps))
+    if name == "adaptive":
+        return AdaptivePolicy(s.table, s.initial_bps)
+    if name == "loadaware":
+        if s.load_table is None:
+            raise PolicyError("the load-aware policy needs a load table (build one with a "
+                              "load_tier and a load range)")
+        return LoadAwarePolicy(s.load_table, s.initial_bps)
+    if name == "dads":
+        return DadsPolicy(s.scenario, s.table, s.fps, s.initial_bps, costs=costs)
+    if name == "lyapunov":
+        return LyapunovPolicy(s.scenario, candidates(s.table), s.V, s.initial_bps, costs=costs)
+    if name == "oracle":
+        if s.timeline is None:
+            raise PolicyError("the oracle needs the trace it is to know")
+        return OraclePolicy(candidates(s.table), s.timeline, costs)
+    raise PolicyError(f"unknown policy {name!r}; policies are {', '.join(POLICIES)}")
+
+
+def parse_policies(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise PolicyError(f"no policy given; policies are {', '.join(POLICIES)}")
+    for n in names:
+        if n not in POLICIES:
+            raise PolicyError(f"unknown policy {n!r}; policies are {', '.join(POLICIES)}")
+    return names

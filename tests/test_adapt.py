@@ -1,0 +1,143 @@
+"""Estimators on synthetic transfers, and the adaptive client switching plans against real tier
+servers on loopback."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tiercut.adapt.estimators import BandwidthEstimator, LatencyEstimator, LoadEstimator
+from tiercut.adapt.policies import AdaptivePolicy, Policy
+
+
+def feed(est: BandwidthEstimator, rate_bps: float, n: int, bits: float = 4e6) -> list[float]:
+    return [est.add(bits, bits / rate_bps) for _ in range(n)]
+
+
+def test_4x_drop_detected_within_3_requests():
+    est = BandwidthEstimator()
+    feed(est, 40e6, 10)
+    assert est.estimate_bps == pytest.approx(40e6)
+    after = feed(est, 10e6, 3)
+    assert after[-1] == pytest.approx(10e6)  # followed by the third request
+    rise = feed(est, 40e6, 3)
+    assert rise[-1] == pytest.approx(40e6)
+
+
+@pytest.mark.parametrize("spike", [400e6, 1e6, 0.2e6])
+def test_single_outliers_do_not_swing_the_estimate(spike):
+    est = BandwidthEstimator()
+    feed(est, 20e6, 8)
+    for _ in range(5):  # an odd transfer now and then
+        est.add(4e6, 4e6 / spike)
+        assert est.estimate_bps == pytest.approx(20e6)
+        feed(est, 20e6, 3)
+
+
+def test_noisy_samples_harmonic_mean():
+    est = BandwidthEstimator()
+    # equal bits at 12 and 20 Mbit/s (within the outlier band): the harmonic mean, 15 Mbit/s
+    for r in (12e6, 20e6, 12e6, 20e6, 12e6, 20e6):
+        est.add(1e6, 1e6 / r)
+    assert 13e6 < est.estimate_bps < 17e6
+
+
+def test_small_transfers_ignored_and_staleness():
+    est = BandwidthEstimator(initial_bps=5e6)
+    assert est.add(100, 1e-3, now=1.0) == 5e6  # too small to say anything about rate
+    assert est.stale(10.0)
+    est.add(8e6, 1.0, now=9.5)
+    assert not est.stale(10.0)
+
+
+def test_latency_and_load_estimators():
+    lat = LatencyEstimator()
+    for rt in (0.050, 0.048, 0.090, 0.052):
+        lat.add(rt, 0.008)
+    assert lat.estimate_s == pytest.approx(0.020)
+    load = LoadEstimator(alpha=0.5)
+    for _ in range(8):
+        load.add(4.0, queue_depth=3)
+    assert load.factor == pytest.approx(4.0, rel=0.01) and load.queue_depth == 3
+
+
+class Scripted(Policy):
+    """Cycles through given plans, one per request."""
+
+    observes = True
+
+    def __init__(self, plans):
+        self.plans, self.k, self.seen = list(plans), 0, []
+
+    def observe(self, obs):
+        self.seen.append(obs)
+
+    def next_plan(self, now, backlog_s=0.0):
+        p = self.plans[self.k % len(self.plans)]
+        self.k += 1
+        return p
+
+
+@pytest.mark.slow
+def test_adaptive_client_switches_plans_and_stays_exact():
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.planner import Host, Scenario, baseline, parse_link
+    from tiercut.planner.table import build_table
+    from tiercut.predict import scale_profile
+    from tiercut.profiler import ProfileSettings, profile_model
+    from tiercut.runtime.server import serve_in_thread
+    from tiercut.zoo import resolve
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the servers run: same kernels, bit-equal answers
+    try:
+        _switching_run(resolve("squeezenet1_1"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _switching_run(entry):
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.planner import Host, Scenario, baseline, parse_link
+    from tiercut.planner.table import build_table
+    from tiercut.predict import scale_profile
+    from tiercut.profiler import ProfileSettings, profile_model
+    from tiercut.runtime.server import serve_in_thread
+
+    model = entry.build()
+    x = entry.example_inputs()
+    with torch.inference_mode():
+        expected = model(*x)
+    prof = profile_model(model, x, name="squeezenet1_1",
+                         settings=ProfileSettings(threads=1, repeat=1, warmup=0))
+    hosts = tuple(Host(t, t, scale_profile(prof, s, t))
+                  for t, s in (("device", 0.1), ("edge", 1.0), ("cloud", 5.0)))
+    sc = Scenario(("device", "edge", "cloud"), hosts,
+                  {("device", "edge"): parse_link("10mbit,5ms"),
+                   ("edge", "cloud"): parse_link("1gbit,10ms"),
+                   ("device", "cloud"): parse_link("10mbit,15ms")})
+    table = build_table(sc, low_bps=1e5, high_bps=1e10)
+    plans = [e.plan for e in table.entries] + [baseline(sc, "device"), baseline(sc, "cloud")]
+    edge = serve_in_thread(["squeezenet1_1"], threads=1)
+    cloud = serve_in_thread(["squeezenet1_1"], threads=1)
+    try:
+        dial = {("device", "edge"): edge.endpoint, ("device", "cloud"): cloud.endpoint,
+                ("edge", "cloud"): cloud.endpoint}
+        policy = Scripted(plans)
+        with AdaptiveClient(policy, dial, deadline_s=60.0) as client:
+            client.prepare(plans[:1])  # ahead of time; the rest on demand
+            for _ in range(2 * len(plans)):
+                out, m, p = client.infer(*x)
+                assert torch.equal(out, expected), p.method
+                assert not m.fallback
+            assert client.switches >= len(plans) and len(client.clients) == len(
+                {(p.route, tuple(sorted(p.assignment.items()))) for p in plans})
+            assert any(o.bits > 0 and o.seconds > 0 for o in policy.seen)
+        # the bandwidth-adaptive policy, fed by real measurements
+        with AdaptiveClient(AdaptivePolicy(table, 10e6), dial, deadline_s=60.0) as client:
+            for _ in range(4):
+                out, m, p = client.infer(*x)
+                assert torch.equal(out, expected)
+            assert client.policy.bandwidth.estimate_bps > 0
+    finally:
+        edge.stop(0)
+        cloud.stop(0)
