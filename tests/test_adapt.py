@@ -79,12 +79,6 @@ class Scripted(Policy):
 
 @pytest.mark.slow
 def test_adaptive_client_switches_plans_and_stays_exact():
-    from tiercut.adapt.client import AdaptiveClient
-    from tiercut.planner import Host, Scenario, baseline, parse_link
-    from tiercut.planner.table import build_table
-    from tiercut.predict import scale_profile
-    from tiercut.profiler import ProfileSettings, profile_model
-    from tiercut.runtime.server import serve_in_thread
     from tiercut.zoo import resolve
 
     threads = torch.get_num_threads()

@@ -2,7 +2,6 @@
 policies ordered as they should be on synthetic traces, bad input named."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ from ..adapt.policies import Setting, build_policy
 from ..link.traces import BandwidthTrace, TraceFileError, _bad, _read_pensieve
 from ..planner.scenario import Scenario
 from ..planner.table import DecisionTable, build_table
-from .costs import Costs
 from .simulator import Arrivals, RunResult, SimError, Simulator
 
 STATIC_WARMUP_S = 5.0  # the static plan is chosen for the mean rate over the first seconds
