@@ -348,7 +348,7 @@ def test_gnettrack_rows_in_one_second_are_spread_and_missing_values_skipped(tmp_
     ("0.0\t1.5\n1.0\t-2\n", r"line 2: rate '-2' Mbit/s must be .* >= 0"),
     ("0.0\t1.5\n1.0\t2.0\t3.0\n", "line 2: expected"),
     ("5.0\t1.5\n1.0\t2.0\n", "line 2: time '1.0' s goes back"),
-    ("\n\n", "no usable samples"),
+    ("\n\n", "the file is empty"),
     ("Timestamp,DL_bitrate,UL_bitrate\n2019.12.14_10.16.30,12,1\nyesterday,3,1\n",
      "line 3: Timestamp 'yesterday'"),
     ("Timestamp,DL_bitrate,UL_bitrate\n2019.12.14_10.16.30,fast,1\n", "line 2: DL_bitrate 'fast'"),

@@ -63,19 +63,29 @@ EARLY = {**SKIP, "l1": 1}
 
 @pytest.fixture(scope="module")
 def servers():
+    # Every tier and the reference run with one intra-op thread: kernels split their work by
+    # thread count, and bit-equal answers need the same split everywhere.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     models = [SKIPPY, "squeezenet1_1", "resnet18"]
     edge, cloud = serve_in_thread(models, threads=1), serve_in_thread(models, threads=1)
     yield edge, cloud
     edge.stop(0)
     cloud.stop(0)
+    torch.set_num_threads(threads)
 
 
 def whole(model_name):
     entry = resolve(model_name)
     model = entry.build()
     x = entry.example_inputs(entry.inputs[0].shape[0])
-    with torch.inference_mode():
-        return model, x, model(*x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the servers run
+    try:
+        with torch.inference_mode():
+            return model, x, model(*x)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_split(plan, endpoints, x, **kwargs):
