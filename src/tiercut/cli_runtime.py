@@ -23,13 +23,41 @@ def _fail(message: Any) -> None:
     raise typer.Exit(2)
 
 
-def _endpoints(text: str) -> list[str]:
-    items = [e.strip() for e in text.split(",") if e.strip()]
-    for e in items:
+def _endpoints(text: str) -> list[list[str]]:
+    """``edge1:1|edge2:1,cloud:1``: tiers separated by commas, hosts of one tier by ``|``."""
+    tiers = [[h.strip() for h in t.split("|") if h.strip()] for t in text.split(",")
+             if t.strip()]
+    for e in (h for t in tiers for h in t):
         host, sep, port = e.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise typer.BadParameter(f"endpoint {e!r} is not host:port, e.g. 127.0.0.1:50051")
-    return items
+    return tiers
+
+
+def _client_security(tls_ca: Optional[Path], client_cert: Optional[Path],
+                     client_key: Optional[Path], token_file: Optional[Path],
+                     server_name: Optional[str] = None):  # noqa: ANN202
+    from .runtime.security import ClientSecurity, SecurityError
+
+    if not any((tls_ca, client_cert, client_key, token_file)):
+        return None
+    try:
+        return ClientSecurity.from_files(tls_ca, client_cert, client_key, token_file,
+                                         server_name)
+    except SecurityError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+_TLS_CA = typer.Option(None, "--tls-ca", help="PEM CA that signed the servers' certificates; "
+                       "turns on TLS")
+_CLIENT_CERT = typer.Option(None, "--client-cert", help="PEM client certificate (mutual TLS)")
+_CLIENT_KEY = typer.Option(None, "--client-key", help="PEM key of --client-cert")
+_TOKEN = typer.Option(None, "--token-file", help="file holding the bearer token the servers "
+                      "require")
+_SERVER_NAME = typer.Option(None, "--server-name", help="name to check the servers' "
+                            "certificates against, when it differs from the host")
+_ENDPOINTS_HELP = ("host:port of each tier after the device, in route order, comma-separated; "
+                   "several hosts of one tier separated by | (tried in order)")
 
 
 def _load_plan(path: Path, input_shape: Optional[str]):  # noqa: ANN202
@@ -79,6 +107,32 @@ def serve_cmd(
                                        help="largest gRPC message accepted or sent"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the onnxruntime "
                                              "backend keeps exported stages"),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM server certificate "
+                                            "(chain); with --tls-key turns on TLS"),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM key of --tls-cert"),
+    client_ca: Optional[Path] = typer.Option(None, "--client-ca", help="PEM CA of client "
+                                             "certificates: require mutual TLS"),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="file holding the "
+                                              "bearer token every RPC must carry"),
+    insecure_bind: bool = typer.Option(False, "--insecure-bind", help="listen without TLS on "
+                                       "a non-loopback address anyway"),
+    forward_tls_ca: Optional[Path] = typer.Option(None, "--forward-tls-ca", help="CA of the "
+                                                  "next tier's certificates (TLS when forwarding)"),
+    forward_cert: Optional[Path] = typer.Option(None, "--forward-cert", help="client "
+                                                "certificate for the next tier; default "
+                                                "--tls-cert when --forward-tls-ca is given"),
+    forward_key: Optional[Path] = typer.Option(None, "--forward-key", help="key of "
+                                               "--forward-cert; default --tls-key"),
+    forward_token_file: Optional[Path] = typer.Option(None, "--forward-token-file",
+                                                      help="token for the next tier; default "
+                                                      "--token-file"),
+    max_in_flight: int = typer.Option(64, "--max-in-flight", min=1, help="Infer requests "
+                                      "handled at once; more are refused RESOURCE_EXHAUSTED"),
+    max_per_client: int = typer.Option(32, "--max-per-client", min=1, help="requests one "
+                                       "client (tiercut-client-id, else peer address) may have "
+                                       "in flight"),
+    max_elements: Optional[int] = typer.Option(None, "--max-elements", min=1, help="largest "
+                                               "tensor accepted, in elements"),
 ) -> None:
     """Host MODELS and run the stages of plans sent to this tier; SIGTERM drains and exits."""
     from .runtime.server import BACKENDS, TierServer, serve_forever
@@ -95,13 +149,34 @@ def serve_cmd(
                 resolve(name)
             except TiercutError as exc:
                 raise typer.BadParameter(str(exc)) from None
-    server = TierServer(names, host=host, port=port, threads=threads, workers=workers,
-                        max_message_bytes=max_message_mb << 20, backend=backend,
-                        cache_dir=cache_dir)
+    import dataclasses
+
+    from . import codecs
+    from .runtime.security import ClientSecurity, SecurityError, ServerSecurity
+
+    try:
+        security = ServerSecurity.from_files(tls_cert, tls_key, client_ca, token_file)
+        forward = None
+        if forward_tls_ca or forward_token_file or security.token:
+            use_cert = forward_tls_ca is not None
+            forward = ClientSecurity.from_files(
+                forward_tls_ca, forward_cert or (tls_cert if use_cert else None),
+                forward_key or (tls_key if use_cert else None),
+                forward_token_file or token_file)
+        limits = codecs.DEFAULT_LIMITS if max_elements is None else dataclasses.replace(
+            codecs.DEFAULT_LIMITS, max_elements=max_elements)
+        server = TierServer(names, host=host, port=port, threads=threads, workers=workers,
+                            max_message_bytes=max_message_mb << 20, backend=backend,
+                            cache_dir=cache_dir, limits=limits, security=security,
+                            forward_security=forward, insecure_bind=insecure_bind,
+                            max_in_flight=max_in_flight, max_per_client=max_per_client)
+    except SecurityError as exc:
+        _fail(exc)
 
     def started(endpoint: str) -> None:
         print(f"tiercut serve: listening on {endpoint} models={','.join(names)} "
-              f"backend={backend}", flush=True)
+              f"backend={backend} tls={'mutual' if security.client_ca else security.tls} "
+              f"token={bool(security.token)}", flush=True)
 
     try:
         serve_forever(server, started)
@@ -113,8 +188,7 @@ def serve_cmd(
 def infer_cmd(
     plan: Path = typer.Option(..., "--plan", help="plan JSON (tiercut plan --json, or a "
                               "tiercut-stageplan/1)"),
-    endpoints: str = typer.Option("", "--endpoints", help="host:port of each tier after the "
-                                  "device, in route order, comma-separated"),
+    endpoints: str = typer.Option("", "--endpoints", help=_ENDPOINTS_HELP),
     input: Optional[Path] = typer.Option(None, "--input", help=".pt or .npy input; default: "
                                          "the model's example input"),
     codec: str = typer.Option("raw", "--codec", help="codec for every hop, e.g. raw, fp16, "
@@ -126,6 +200,9 @@ def infer_cmd(
     input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                               help="for module:factory models"),
     as_json: bool = typer.Option(False, "--json", help="print the measurement as JSON"),
+    tls_ca: Optional[Path] = _TLS_CA, client_cert: Optional[Path] = _CLIENT_CERT,
+    client_key: Optional[Path] = _CLIENT_KEY, token_file: Optional[Path] = _TOKEN,
+    server_name: Optional[str] = _SERVER_NAME,
 ) -> None:
     """Run one request of PLAN across the tier servers; print the output and the measurement."""
     import dataclasses
@@ -144,7 +221,9 @@ def infer_cmd(
         raise typer.BadParameter(f"--codec: {exc}") from None
     try:
         client = SplitClient(stage_plan, eps, codec=codec, deadline_s=deadline,
-                             fallback=not no_fallback)
+                             fallback=not no_fallback,
+                             security=_client_security(tls_ca, client_cert, client_key,
+                                                       token_file, server_name))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     args = (_load_input(input),) if input else example_inputs(stage_plan)
@@ -178,11 +257,14 @@ def infer_cmd(
 
 def bench_cmd(
     plan: Path = typer.Option(..., "--plan", help="plan JSON"),
-    endpoints: str = typer.Option("", "--endpoints", help="host:port per tier after the device"),
+    endpoints: str = typer.Option("", "--endpoints", help=_ENDPOINTS_HELP),
     requests: int = typer.Option(50, "--requests", min=1),
     concurrency: int = typer.Option(1, "--concurrency", min=1),
     codec: str = typer.Option("raw", "--codec"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape"),
+    tls_ca: Optional[Path] = _TLS_CA, client_cert: Optional[Path] = _CLIENT_CERT,
+    client_key: Optional[Path] = _CLIENT_KEY, token_file: Optional[Path] = _TOKEN,
+    server_name: Optional[str] = _SERVER_NAME,
 ) -> None:
     """Send REQUESTS requests with CONCURRENCY in flight; print throughput and latency."""
     from . import codecs
@@ -193,7 +275,9 @@ def bench_cmd(
     stage_plan = _load_plan(plan, input_shape)
     try:
         codecs.parse_codec(codec)
-        client = SplitClient(stage_plan, eps, codec=codec)
+        client = SplitClient(stage_plan, eps, codec=codec,
+                             security=_client_security(tls_ca, client_cert, client_key,
+                                                       token_file, server_name))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:

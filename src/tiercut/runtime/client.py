@@ -7,6 +7,16 @@ be reached (UNAVAILABLE), does not answer in time (DEADLINE_EXCEEDED or ``deadli
 ``fallback`` is on, the client finishes the request itself by running the remaining stages (it
 has the whole model): no request is lost, and the Measurement says so.
 
+A tier may have several hosts: ``endpoints=[["edge1:1", "edge2:1"], ["cloud:1"]]`` (or a
+mapping ``{"edge": [...], "cloud": "cloud:1"}`` in route order; the flat form ``["edge:1",
+"cloud:1"]`` is one host per tier). The client tries the first tier's hosts in order, skipping
+one that failed within ``retry_after_s``, and moves to the next host when one is unreachable,
+overloaded (RESOURCE_EXHAUSTED) or late; each server is told the next tier's hosts and fails
+over the same way. Only when every host fails does the request finish locally.
+
+``security`` (security.ClientSecurity: CA, client certificate, token) makes every channel TLS
+and sends the token on every call; each client sends its own ``tiercut-client-id``.
+
 Transfer time of a hop, as measured: the sender's round trip of the Infer RPC minus the
 receiver's reported handling time (``Timing.total_s``: from receiving the request to having the
 reply ready, which includes its decode, compute, forwarding and encode). What remains is the
@@ -32,10 +42,38 @@ from ..errors import TiercutError
 from . import tiercut_pb2 as pb
 from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
+from .security import ClientSecurity, open_channel
 from .server import MAX_MESSAGE_BYTES, channel_options, keep_freed_memory
 from .stageplan import StagePlan, assemble_output, layout
 
-_FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                   grpc.StatusCode.RESOURCE_EXHAUSTED,  # overloaded: shed, finish elsewhere
+                   grpc.StatusCode.CANCELLED)  # a server going away cancelled the call
+# reconnect soon after a server comes back (gRPC's default backoff grows to 120 s)
+_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+              ("grpc.max_reconnect_backoff_ms", 1000)]
+
+Endpoints = Sequence["str | Sequence[str]"] | Mapping[str, "str | Sequence[str]"]
+
+
+def tier_hosts(endpoints: Endpoints, tiers: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """One tuple of hosts per tier after the device, from any of the accepted forms."""
+    if isinstance(endpoints, Mapping):
+        unknown = [t for t in endpoints if t not in tiers[1:]]
+        if unknown:
+            raise ValueError(f"endpoints name tiers {unknown} that are not among the plan's "
+                             f"tiers after the device {list(tiers[1:])}")
+        missing = [t for t in tiers[1:] if t not in endpoints]
+        if missing:
+            raise ValueError(f"endpoints give no host for tiers {missing}")
+        items = [endpoints[t] for t in tiers[1:]]
+    else:
+        items = list(endpoints)
+    hosts = tuple((e,) if isinstance(e, str) else tuple(e) for e in items)
+    for t, h in zip(tiers[1:], hosts):
+        if not h or not all(isinstance(e, str) and e for e in h):
+            raise ValueError(f"tier {t!r}: give at least one host:port, got {list(h)}")
+    return hosts
 
 
 class RemoteError(TiercutError):
@@ -72,6 +110,8 @@ class Measurement:
     fallback: bool = False
     fallback_reason: str = ""
     fallback_s: float = 0.0  # running the remaining stages locally
+    endpoint: str = ""  # the first tier's host that answered ("" when none did)
+    failovers: int = 0  # hosts of the first tier tried and given up on before the answer
 
     @property
     def loads(self) -> dict[str, wire.Load]:
@@ -109,32 +149,40 @@ class _Unreachable(Exception):
     def __init__(self, reason: str, endpoint: str):
         super().__init__(reason)
         self.reason, self.endpoint = reason, endpoint
+        self.failovers = 0  # hosts given up on before this
 
 
 class SplitClient:
     """Run ``plan`` with stage 0 here and stage k on ``endpoints[k-1]``.
 
     ``codec``: one codec name for every hop, or one per hop; ``reply_codec`` for the outputs
-    coming back. ``deadline_s`` bounds the remote part of each request.
+    coming back. ``deadline_s`` bounds the remote part of each request; ``host_timeout_s``
+    bounds the try on one host of the first tier before the next one is tried.
     """
 
-    def __init__(self, plan: StagePlan | Mapping[str, Any] | str, endpoints: Sequence[str],
+    def __init__(self, plan: StagePlan | Mapping[str, Any] | str, endpoints: Endpoints,
                  codec: str | Sequence[str] = "raw", deadline_s: float | None = None,
                  fallback: bool = True, reply_codec: str = "raw",
                  limits: codecs.Limits = codecs.DEFAULT_LIMITS,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, retry_after_s: float = 1.0,
                  device_workers: int = 1, input_shape: Sequence[int] | None = None,
-                 tune_malloc: bool = True):
+                 tune_malloc: bool = True, security: ClientSecurity | None = None,
+                 client_id: str | None = None, host_timeout_s: float | None = None):
         if isinstance(plan, str):
             plan = StagePlan.from_json(plan, input_shape)
         elif not isinstance(plan, StagePlan):
             plan = StagePlan.from_dict(dict(plan), input_shape)
         self.plan = plan
-        self.endpoints = tuple(endpoints)
-        if len(self.endpoints) != plan.stages - 1:
+        if not isinstance(endpoints, Mapping) and len(endpoints) != plan.stages - 1:
             raise ValueError(f"the plan runs on tiers {list(plan.tiers)}: give "
                              f"{plan.stages - 1} endpoints (one per tier after "
-                             f"{plan.tiers[0]!r}), got {len(self.endpoints)}")
+                             f"{plan.tiers[0]!r}), got {len(endpoints)}")
+        self.hosts = tier_hosts(endpoints, plan.tiers)
+        self.endpoints = tuple(h[0] for h in self.hosts)  # the first host of each tier
+        self.security = security
+        self.host_timeout_s = host_timeout_s  # bounds one host's try, so a slow one fails over
+        self.client_id = client_id or uuid.uuid4().hex[:16]
+        self.last_load: dict[str, wire.Load] = {}  # per host: from replies and shed answers
         hops = max(plan.stages - 1, 0)
         self.codecs = (codec,) * hops if isinstance(codec, str) else tuple(codec)
         if len(self.codecs) != hops:
@@ -154,11 +202,12 @@ class SplitClient:
         self._pool = concurrent.futures.ThreadPoolExecutor(device_workers,
                                                            thread_name_prefix="tiercut-device")
         # channels belong to the event loop that made them: one set per loop
-        self._stubs: dict[int, tuple[asyncio.AbstractEventLoop, list[grpc.aio.Channel],
-                                     list[pb_grpc.TierServerStub]]] = {}
-        self._prepared = False
+        self._stubs: dict[int, tuple[asyncio.AbstractEventLoop,
+                                     dict[str, tuple[grpc.aio.Channel,
+                                                     pb_grpc.TierServerStub]]]] = {}
+        self._ready: set[tuple[int, str]] = set()  # (stage, host) prepared
         self._prepare_locks: dict[int, asyncio.Lock] = {}
-        self._down_until = 0.0
+        self._down: dict[str, float] = {}  # host -> monotonic time until which it is skipped
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -206,45 +255,73 @@ class SplitClient:
         loop = asyncio.get_running_loop()
         entry = self._stubs.pop(id(loop), None)
         if entry:
-            for channel in entry[1]:
+            for channel, _ in entry[1].values():
                 await channel.close()
 
-    def _stub_list(self) -> list[pb_grpc.TierServerStub]:
+    def _stub(self, host: str) -> pb_grpc.TierServerStub:
         loop = asyncio.get_running_loop()
         entry = self._stubs.get(id(loop))
         if entry is None or entry[0] is not loop:
-            options = channel_options(self.max_message_bytes)
-            channels = [grpc.aio.insecure_channel(e, options=options) for e in self.endpoints]
-            entry = (loop, channels, [pb_grpc.TierServerStub(c) for c in channels])
+            entry = (loop, {})
             self._stubs[id(loop)] = entry
-        return entry[2]
+        if host not in entry[1]:
+            channel = open_channel(host, self.security,
+                                   channel_options(self.max_message_bytes) + _RECONNECT,
+                                   self.client_id)
+            entry[1][host] = (channel, pb_grpc.TierServerStub(channel))
+        return entry[1][host][1]
+
+    def _is_down(self, host: str) -> bool:
+        return time.monotonic() < self._down.get(host, 0.0)
+
+    def _mark_down(self, host: str) -> None:
+        self._down[host] = time.monotonic() + self.retry_after_s
+        self._ready = {r for r in self._ready if r[1] != host}  # it may come back empty
 
     async def aprepare(self, force: bool = False) -> None:
-        """Send the plan to every server, last tier first; idempotent on the servers."""
+        """Send the plan to every host of every tier, last tier first; idempotent on the
+        servers. A host that cannot be reached is skipped (and skipped by requests for
+        ``retry_after_s``); a tier none of whose hosts can be reached is _Unreachable."""
         lock = self._prepare_locks.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
         async with lock:
-            if self._prepared and not force:
-                return
-            stubs = self._stub_list()
+            if force:
+                self._ready.clear()
             plan_json = self.plan.to_json()
             for k in range(self.plan.stages - 1, 0, -1):
-                nxt = self.endpoints[k] if k < len(self.endpoints) else ""
+                hosts = self.hosts[k - 1]
+                nxt = self.hosts[k] if k < len(self.hosts) else ()
                 fwd = self.codecs[k] if k < len(self.codecs) else "raw"
-                request = pb.PrepareRequest(plan_json=plan_json, stage=k, next_endpoint=nxt,
-                                            forward_codec=fwd)
-                try:
-                    reply = await stubs[k - 1].Prepare(request, timeout=self._prepare_timeout())
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() in _FALLBACK_CODES:
-                        raise _Unreachable(f"Prepare on {self.endpoints[k - 1]} "
-                                           f"({self.plan.tiers[k]}): {exc.code().name}: "
-                                           f"{exc.details()}", self.endpoints[k - 1]) from None
-                    raise RemoteError(exc.code(), exc.details(), self.endpoints[k - 1]) from None
-                if reply.plan_id != self.plan.plan_id:
-                    raise RemoteError(grpc.StatusCode.INTERNAL, f"plan id {reply.plan_id[:12]} "
-                                      f"differs from ours {self.plan.plan_id[:12]}",
-                                      self.endpoints[k - 1])
-            self._prepared = True
+                request = pb.PrepareRequest(plan_json=plan_json, stage=k,
+                                            next_endpoint=nxt[0] if nxt else "",
+                                            next_alternates=nxt[1:], forward_codec=fwd)
+                first: _Unreachable | None = None
+                for host in hosts:
+                    if (k, host) in self._ready:
+                        continue
+                    if self._is_down(host):
+                        first = first or _Unreachable(
+                            f"{host} failed recently; retrying after {self.retry_after_s} s",
+                            host)
+                        continue
+                    try:
+                        reply = await self._stub(host).Prepare(request,
+                                                               timeout=self._prepare_timeout())
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() in _FALLBACK_CODES:
+                            self._mark_down(host)
+                            first = first or _Unreachable(
+                                f"Prepare on {host} ({self.plan.tiers[k]}): "
+                                f"{exc.code().name}: {exc.details()}", host)
+                            continue
+                        raise RemoteError(exc.code(), exc.details(), host) from None
+                    if reply.plan_id != self.plan.plan_id:
+                        raise RemoteError(grpc.StatusCode.INTERNAL, f"plan id "
+                                          f"{reply.plan_id[:12]} differs from ours "
+                                          f"{self.plan.plan_id[:12]}", host)
+                    self._ready.add((k, host))
+                if not any((k, h) in self._ready for h in hosts):
+                    assert first is not None
+                    raise first
 
     def _prepare_timeout(self) -> float:
         return max(60.0, self.deadline_s or 0.0)  # a first build traces the model
@@ -268,19 +345,17 @@ class SplitClient:
         hops: tuple[Hop, ...] = ()
         servers: tuple[wire.ServerTiming, ...] = ()
         reason = ""
+        host, failovers = "", 0
         if self._remote:
             try:
-                if time.monotonic() < self._down_until:
-                    raise _Unreachable(f"{self.endpoints[0]} failed recently; retrying after "
-                                       f"{self.retry_after_s} s", self.endpoints[0])
-                back, encode_s, decode_s, rpc_s, hops, servers = await self._remote_part(
-                    env, rid, t0)
+                back, encode_s, decode_s, rpc_s, hops, servers, host, failovers = \
+                    await self._remote_part(env, rid, t0)
                 env.update(back)
             except _Unreachable as exc:
                 if not self.fallback:
                     raise RemoteError(grpc.StatusCode.UNAVAILABLE, exc.reason,
-                                  exc.endpoint) from None
-                reason = exc.reason
+                                      exc.endpoint) from None
+                reason, failovers = exc.reason, exc.failovers
         fallback_s = 0.0
         if reason:
             t = time.perf_counter()
@@ -290,7 +365,7 @@ class SplitClient:
         output = assemble_output(self.graph, env)
         return output, Measurement(rid, device_s, encode_s, decode_s, rpc_s,
                                    time.perf_counter() - t0, hops, servers, bool(reason), reason,
-                                   fallback_s)
+                                   fallback_s, host, failovers)
 
     async def _run_local(self, stage: Any, env: Mapping[str, Any]) -> dict[str, Any]:
         if not stage.nodes:  # nothing to compute: not worth a thread hop
@@ -299,53 +374,80 @@ class SplitClient:
                                                                 env)
 
     async def _remote_part(self, env: dict[str, Any], rid: str, t0: float) -> tuple:
+        """Send the rest to the first tier: its hosts in order, skipping those that failed
+        recently; _Unreachable (with the last host's reason) when none answers."""
         lay = self.layout
-        for attempt in (0, 1):
-            try:
-                await self.aprepare(force=attempt > 0)
-            except _Unreachable:
-                self._down_until = time.monotonic() + self.retry_after_s
-                raise
-            t = time.perf_counter()
-            request = pb.InferRequest(plan_id=self.plan.plan_id, stage=1, request_id=rid,
-                                      reply_codec=self.reply_codec, codec=self.codecs[0])
-            _, sent = wire.encode_values({v: env[v] for v in lay.receives[1]}, self.codecs[0],
-                                         request.values)
-            encode_s = time.perf_counter() - t
-            timeout = None
+        t = time.perf_counter()
+        request = pb.InferRequest(plan_id=self.plan.plan_id, stage=1, request_id=rid,
+                                  reply_codec=self.reply_codec, codec=self.codecs[0])
+        _, sent = wire.encode_values({v: env[v] for v in lay.receives[1]}, self.codecs[0],
+                                     request.values)
+        encode_s = time.perf_counter() - t
+        hosts = self.hosts[0]
+        up = [h for h in hosts if not self._is_down(h)]
+        if not up:
+            raise _Unreachable(f"{hosts[0]} failed recently; retrying after "
+                               f"{self.retry_after_s} s", hosts[0])
+        last: _Unreachable | None = None
+        failovers = 0
+        reprepared = False
+        queue = list(up)
+        while queue:
+            host = queue[0]
+            await self.aprepare()
+            if (1, host) not in self._ready:  # its Prepare just failed: the next one
+                queue.pop(0)
+                failovers += 1
+                continue
+            timeout = self.host_timeout_s
             if self.deadline_s is not None:
-                timeout = self.deadline_s - (time.perf_counter() - t0)
-                if timeout <= 0:
-                    raise _Unreachable(f"deadline of {self.deadline_s} s passed before "
-                                       "sending", self.endpoints[0])
+                left = self.deadline_s - (time.perf_counter() - t0)
+                if left <= 0:
+                    raise last or _Unreachable(f"deadline of {self.deadline_s} s passed "
+                                               f"before sending to {host}", host)
+                timeout = left if timeout is None else min(timeout, left)
             t = time.perf_counter()
             try:
-                reply = await self._stub_list()[0].Infer(request, timeout=timeout)
+                reply = await self._stub(host).Infer(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.NOT_FOUND and "unknown plan id" in (
-                        exc.details() or "") and attempt == 0:
-                    continue  # a server restarted and forgot the plan: prepare again
-                if code in _FALLBACK_CODES:
-                    if code == grpc.StatusCode.UNAVAILABLE:
-                        self._prepared = False  # it may come back empty
-                        self._down_until = time.monotonic() + self.retry_after_s
-                    raise _Unreachable(f"{self.endpoints[0]}: {code.name}: "
-                                       f"{exc.details()}", self.endpoints[0]) from None
-                raise RemoteError(code, exc.details(), self.endpoints[0]) from None
+                        exc.details() or "") and not reprepared:
+                    reprepared = True  # a server restarted and forgot the plan: prepare again
+                    self._ready.clear()
+                    continue
+                if code not in _FALLBACK_CODES:
+                    raise RemoteError(code, exc.details(), host) from None
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    self._mark_down(host)
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    for key, value in exc.trailing_metadata() or ():
+                        if key == wire.LOAD_TRAILER:
+                            load = wire.load_from_text(str(value))
+                            if load is not None:
+                                self.last_load[host] = load
+                last = _Unreachable(f"{host}: {code.name}: {exc.details()}", host)
+                queue.pop(0)
+                failovers += 1
+                continue
             rpc_s = time.perf_counter() - t
             t = time.perf_counter()
             try:
                 back, returned = wire.decode_values(reply.outputs, self.limits)
                 wire.check_values(back, self._expected_back, lay.signatures,
-                                  f"reply from {self.endpoints[0]}")
+                                  f"reply from {host}")
             except wire.WireError as exc:
-                raise RemoteError(grpc.StatusCode.INTERNAL, str(exc), self.endpoints[0]) from None
+                raise RemoteError(grpc.StatusCode.INTERNAL, str(exc), host) from None
             decode_s = time.perf_counter() - t
             servers = tuple(wire.timing_from_pb(m) for m in reply.timings)
-            return back, encode_s, decode_s, rpc_s, self._hops(sent, returned, rpc_s,
-                                                               servers), servers
-        raise AssertionError("unreachable")
+            self.last_load[host] = wire.load_from_pb(reply.load)
+            return (back, encode_s, decode_s, rpc_s,
+                    self._hops(sent, returned, rpc_s, servers), servers, host, failovers)
+        if last is None:
+            last = _Unreachable(f"no host of tier {self.plan.tiers[1]!r} could be prepared",
+                                hosts[0])
+        last.failovers = failovers
+        raise last
 
     def _hops(self, sent: int, returned: int, rpc_s: float,
               servers: tuple[wire.ServerTiming, ...]) -> tuple[Hop, ...]:

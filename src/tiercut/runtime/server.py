@@ -9,6 +9,22 @@ and returns the model outputs known after the chain with every server's timings 
 
 Errors map to gRPC status codes (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE,
 INTERNAL) with a message naming the value, plan or endpoint; the server keeps serving.
+
+Hostile clients and overload (docs: security.py for TLS and the token):
+- every message is at most ``max_message_bytes`` (gRPC refuses bigger ones before decoding);
+  every tensor frame is checked against ``limits`` (elements, bytes, ndim) before allocation.
+- ``max_in_flight`` bounds the Infer requests being handled at once (decoding, queued for a
+  worker, computing or forwarding): one more is answered RESOURCE_EXHAUSTED at once, with the
+  server's load in the message and in the ``tiercut-load`` trailer, so the client can finish
+  locally or re-plan. The queue for compute workers is therefore at most
+  ``max_in_flight - workers`` long.
+- ``max_per_client`` bounds the requests of one client in flight. A client is named by its
+  ``tiercut-client-id`` metadata (SplitClient sends one per instance; a forwarding tier passes
+  on its caller's), or else by its peer address without the port. The id is not
+  authenticated: it shares capacity fairly among cooperating clients; ``max_in_flight`` is
+  what protects the server.
+- a request whose deadline passes while it waits for a worker is dropped unrun
+  (DEADLINE_EXCEEDED, counted in ``Load.expired``).
 """
 from __future__ import annotations
 
@@ -32,6 +48,8 @@ from ..errors import TiercutError, UnknownModelError
 from . import tiercut_pb2 as pb
 from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
+from .security import (CLIENT_ID_HEADER, ClientSecurity, ServerSecurity, check_bind,
+                       open_channel)
 from .stageplan import Layout, PlanError, StagePlan, input_elements, layout
 
 MAX_MESSAGE_BYTES = 256 << 20
@@ -121,6 +139,7 @@ class _Prepared:
     runner: StageRunner
     next_endpoint: str
     forward_codec: str
+    next_alternates: tuple[str, ...] = ()
     inline: bool = False  # tiny enough to run on the event loop rather than hop to a worker
 
 
@@ -141,6 +160,8 @@ class _Stats:
     in_flight: int = 0
     service_s: float = 0.0
     served: int = 0
+    shed: int = 0
+    expired: int = 0
 
 
 class TierServer(pb_grpc.TierServerServicer):
@@ -151,13 +172,23 @@ class TierServer(pb_grpc.TierServerServicer):
                  limits: codecs.Limits = codecs.DEFAULT_LIMITS,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, backend: str = "torch",
                  tune_malloc: bool = True, max_plans: int = 32,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None,
+                 security: ServerSecurity | None = None,
+                 forward_security: ClientSecurity | None = None, insecure_bind: bool = False,
+                 max_in_flight: int = 64, max_per_client: int = 32):
         if not models:
             raise ValueError("a tier server needs at least one model to host (--models)")
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if max_in_flight < 1 or max_per_client < 1:
+            raise ValueError(f"max_in_flight and max_per_client must be >= 1, got "
+                             f"{max_in_flight}, {max_per_client}")
+        check_bind(host, security, insecure_bind)
+        self.security, self.forward_security = security, forward_security
+        self.max_in_flight, self.max_per_client = max_in_flight, max_per_client
+        self._per_client: dict[str, int] = {}
         self.models = tuple(models)
         self.host, self.port = host, port
         self.threads, self.workers = threads, workers
@@ -184,10 +215,16 @@ class TierServer(pb_grpc.TierServerServicer):
         self._pool = concurrent.futures.ThreadPoolExecutor(self.workers,
                                                            thread_name_prefix="tiercut-stage")
         self._prepare_lock = asyncio.Lock()
-        self._server = grpc.aio.server(options=channel_options(self.max_message_bytes))
-        pb_grpc.add_TierServerServicer_to_server(self, self._server)
+        interceptors = self.security.interceptors() if self.security else []
+        self._server = grpc.aio.server(options=channel_options(self.max_message_bytes),
+                                       interceptors=interceptors)
+        _add_servicer(self, self._server)
+        address = f"{self.host}:{self.port}"
         try:
-            port = self._server.add_insecure_port(f"{self.host}:{self.port}")
+            if self.security is not None and self.security.tls:
+                port = self._server.add_secure_port(address, self.security.credentials())
+            else:
+                port = self._server.add_insecure_port(address)
         except RuntimeError:  # grpc's way of saying the bind failed
             port = 0
         if port == 0:
@@ -216,7 +253,8 @@ class TierServer(pb_grpc.TierServerServicer):
 
     def load(self) -> wire.Load:
         s = self._stats
-        return wire.Load(s.waiting, s.in_flight, s.service_s, s.served)
+        return wire.Load(s.waiting, s.in_flight, s.service_s, s.served, self.max_in_flight,
+                         s.shed, s.expired)
 
     # RPCs
 
@@ -238,13 +276,34 @@ class TierServer(pb_grpc.TierServerServicer):
                                load=wire.load_to_pb(self.load()))
 
     async def Infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
-        self._stats.in_flight += 1
+        # admission runs on the event loop before anything is decoded: no awaits until counted
+        client = _client_id(context)
+        stats = self._stats
+        held = self._per_client.get(client, 0)
+        if stats.in_flight >= self.max_in_flight or held >= self.max_per_client:
+            stats.shed += 1
+            load = self.load()
+            why = (f"{stats.in_flight} requests in flight, the most it takes is "
+                   f"{self.max_in_flight}" if stats.in_flight >= self.max_in_flight else
+                   f"client {client[:64]!r} has {held} requests in flight, the most one "
+                   f"client may have is {self.max_per_client}")
+            context.set_trailing_metadata(((wire.LOAD_TRAILER, wire.load_to_text(load)),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{self.endpoint} is overloaded: {why}; finish locally or "
+                                f"try another host (load: {wire.load_to_text(load)})")
+        stats.in_flight += 1
+        self._per_client[client] = held + 1
         try:
-            return await self._infer(request, context)
+            return await self._infer(request, context, client)
         except _Abort as exc:
             await context.abort(exc.code, exc.message)
         finally:
-            self._stats.in_flight -= 1
+            stats.in_flight -= 1
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
 
     # the work
 
@@ -266,6 +325,15 @@ class TierServer(pb_grpc.TierServerServicer):
         nxt = request.next_endpoint
         if nxt and not _ENDPOINT.match(nxt):
             raise _Abort(bad, f"Prepare: next_endpoint {nxt!r} is not host:port")
+        alternates = tuple(request.next_alternates)
+        if len(alternates) > 16:
+            raise _Abort(bad, f"Prepare: {len(alternates)} next_alternates; at most 16")
+        for alt in alternates:
+            if not _ENDPOINT.match(alt):
+                raise _Abort(bad, f"Prepare: next_alternates entry {alt[:80]!r} is not "
+                                  "host:port")
+        if alternates and not nxt:
+            raise _Abort(bad, "Prepare: next_alternates without a next_endpoint")
         if not nxt and request.stage < plan.stages - 1:
             raise _Abort(bad, f"Prepare: stage {request.stage} is not the last of "
                               f"{plan.stages} stages, so next_endpoint must name the next tier")
@@ -290,7 +358,7 @@ class TierServer(pb_grpc.TierServerServicer):
                 raise _Abort(grpc.StatusCode.INTERNAL,
                              f"Prepare: building {plan.model} failed: "
                              f"{type(exc).__name__}: {exc}") from None
-            prepared = _Prepared(plan, lay, request.stage, runner, nxt, codec,
+            prepared = _Prepared(plan, lay, request.stage, runner, nxt, codec, alternates,
                                  self.backend == "torch" and _tiny(lay, request.stage))
             self._prepared.pop((plan.plan_id, request.stage), None)
             self._prepared[(plan.plan_id, request.stage)] = prepared
@@ -316,8 +384,11 @@ class TierServer(pb_grpc.TierServerServicer):
                          f"first (plans prepared here: {known})")
         return found
 
-    async def _infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
+    async def _infer(self, request: pb.InferRequest, context: Any,
+                     client: str = "") -> pb.InferReply:
         t0 = time.perf_counter()
+        remaining = context.time_remaining() if context is not None else None
+        deadline = None if remaining is None else time.monotonic() + remaining
         p = self._lookup(request.plan_id, request.stage)
         k, tier = p.stage, p.plan.tiers[p.stage]
         where = f"stage {k} on tier {tier!r} ({self.endpoint})"
@@ -331,7 +402,7 @@ class TierServer(pb_grpc.TierServerServicer):
         except wire.WireError as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         t_decoded = time.perf_counter()
-        produced, queue_s, compute_s = await self._compute(p, values, where)
+        produced, queue_s, compute_s = await self._compute(p, values, where, deadline)
         env = {**values, **produced}
         forward_s = encode_s = 0.0
         bytes_forwarded = 0
@@ -353,7 +424,7 @@ class TierServer(pb_grpc.TierServerServicer):
                                                     forward.values, where)
             encode_s += time.perf_counter() - t
             t = time.perf_counter()
-            downstream = await self._forward(p.next_endpoint, forward, context, where)
+            downstream = await self._forward(p, forward, context, where, client)
             forward_s = time.perf_counter() - t
         t = time.perf_counter()
         reply = pb.InferReply(request_id=request.request_id)
@@ -383,8 +454,8 @@ class TierServer(pb_grpc.TierServerServicer):
         except wire.WireError as exc:
             raise _Abort(grpc.StatusCode.INTERNAL, f"{where}: {exc}") from None
 
-    async def _compute(self, p: _Prepared, values: dict[str, Any],
-                       where: str) -> tuple[dict[str, Any], float, float]:
+    async def _compute(self, p: _Prepared, values: dict[str, Any], where: str,
+                       deadline: float | None = None) -> tuple[dict[str, Any], float, float]:
         stats, lock = self._stats, self._stats_lock
         with lock:
             stats.waiting += 1
@@ -395,8 +466,12 @@ class TierServer(pb_grpc.TierServerServicer):
             with lock:
                 if state["dropped"]:  # the caller went away while this waited
                     return None
-                state["started"] = time.perf_counter()
                 stats.waiting -= 1
+                if deadline is not None and time.monotonic() >= deadline:
+                    state["dropped"] = True  # its deadline passed in the queue: do not run it
+                    stats.expired += 1
+                    return None
+                state["started"] = time.perf_counter()
             with torch.inference_mode():
                 return p.runner.run(values)
 
@@ -416,32 +491,94 @@ class TierServer(pb_grpc.TierServerServicer):
             unqueue()
             raise _Abort(grpc.StatusCode.INTERNAL,
                          f"while executing {where}: {type(exc).__name__}: {exc}") from None
+        if state["started"] is None:
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                         f"{where}: the request's deadline passed while it waited for a "
+                         "worker; dropped without running it")
         compute_s = time.perf_counter() - state["started"]
         with lock:
             stats.service_s = compute_s if stats.served == 0 and stats.service_s == 0 else (
                 (1 - _EWMA) * stats.service_s + _EWMA * compute_s)
         return produced, state["started"] - queued, compute_s
 
-    async def _forward(self, endpoint: str, request: pb.InferRequest, context: Any,
-                       where: str) -> pb.InferReply:
+    def _stub(self, endpoint: str) -> pb_grpc.TierServerStub:
         if endpoint not in self._channels:
-            channel = grpc.aio.insecure_channel(endpoint,
-                                                options=channel_options(self.max_message_bytes))
+            channel = open_channel(endpoint, self.forward_security,
+                                   channel_options(self.max_message_bytes))
             self._channels[endpoint] = (channel, pb_grpc.TierServerStub(channel))
-        stub = self._channels[endpoint][1]
-        timeout = context.time_remaining() if context is not None else None
-        try:
-            return await stub.Infer(request, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise _Abort(code, f"{where}: next tier {endpoint} is unreachable "
-                                   f"({code.name}): {exc.details()}") from None
-            raise _Abort(code, f"{where}: next tier {endpoint} answered {code.name}: "
-                               f"{exc.details()}") from None
+        return self._channels[endpoint][1]
+
+    async def _forward(self, p: _Prepared, request: pb.InferRequest, context: Any,
+                       where: str, client: str = "") -> pb.InferReply:
+        """To the next tier's host, or on to its alternates when one is down or overloaded."""
+        metadata = ((CLIENT_ID_HEADER, client),) if client else None
+        hosts = (p.next_endpoint, *p.next_alternates)
+        for i, endpoint in enumerate(hosts):
+            timeout = context.time_remaining() if context is not None else None
+            try:
+                return await self._stub(endpoint).Infer(request, timeout=timeout,
+                                                        metadata=metadata)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED) \
+                        and i + 1 < len(hosts):
+                    continue  # another host of the same tier may take it
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise _Abort(code, f"{where}: next tier {endpoint} is unreachable "
+                                       f"({code.name}): {exc.details()}") from None
+                raise _Abort(code, f"{where}: next tier {endpoint} answered {code.name}: "
+                                   f"{exc.details()}") from None
+        raise AssertionError("unreachable")
 
 
 INLINE_FLOPS, INLINE_BYTES = 100_000, 64 << 10
+
+
+class _Undecodable:
+    """What a request that is not valid protobuf becomes: answered INVALID_ARGUMENT."""
+
+    def __init__(self, kind: str, error: Exception):
+        self.message = f"request is not a valid {kind}: {error}"
+
+
+def _add_servicer(servicer: "TierServer", server: grpc.aio.Server) -> None:
+    """As the generated add_TierServerServicer_to_server, but a request gRPC cannot parse is
+    answered INVALID_ARGUMENT by us rather than UNKNOWN with a traceback in the log (a flood
+    of garbage must not flood the log)."""
+    from google.protobuf.message import DecodeError
+
+    def handler(method: Callable, request_type: Any, reply_type: Any) -> Any:
+        def deserialize(data: bytes) -> Any:
+            try:
+                return request_type.FromString(data)
+            except (DecodeError, RuntimeError, ValueError) as exc:
+                return _Undecodable(request_type.DESCRIPTOR.name, exc)
+
+        async def call(request: Any, context: Any) -> Any:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return await method(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            call, request_deserializer=deserialize,
+            response_serializer=reply_type.SerializeToString)
+
+    handlers = {"Prepare": handler(servicer.Prepare, pb.PrepareRequest, pb.PrepareReply),
+                "Infer": handler(servicer.Infer, pb.InferRequest, pb.InferReply),
+                "Health": handler(servicer.Health, pb.HealthRequest, pb.HealthReply),
+                "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "tiercut.runtime.TierServer", handlers),))
+
+
+def _client_id(context: Any) -> str:
+    """The ``tiercut-client-id`` metadata, else the peer's address without its port."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ID_HEADER:
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            return "id:" + text[:64]
+    peer = context.peer() or ""
+    return "peer:" + (peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer)[:80]
 
 
 def _tiny(lay: Layout, k: int) -> bool:

@@ -34,6 +34,14 @@ class Load:
     in_flight: int = 0  # requests being handled
     service_s: float = 0.0  # EWMA of compute seconds per request
     served: int = 0
+    max_in_flight: int = 0  # the server's bound on in_flight (0 = none)
+    shed: int = 0  # requests refused because of load since start
+    expired: int = 0  # requests dropped unrun because their deadline passed while queued
+
+    @property
+    def utilisation(self) -> float:
+        """in_flight / max_in_flight (0 when unbounded): what a client re-plans on."""
+        return self.in_flight / self.max_in_flight if self.max_in_flight else 0.0
 
 
 @dataclass(frozen=True)
@@ -203,11 +211,33 @@ def signature_or_none(value: Any) -> Signature | None:
 
 def load_to_pb(load: Load) -> pb.Load:
     return pb.Load(queue_depth=load.queue_depth, in_flight=load.in_flight,
-                   service_s=load.service_s, served=load.served)
+                   service_s=load.service_s, served=load.served,
+                   max_in_flight=load.max_in_flight, shed=load.shed, expired=load.expired)
 
 
 def load_from_pb(msg: pb.Load) -> Load:
-    return Load(msg.queue_depth, msg.in_flight, msg.service_s, msg.served)
+    return Load(msg.queue_depth, msg.in_flight, msg.service_s, msg.served, msg.max_in_flight,
+                msg.shed, msg.expired)
+
+
+LOAD_TRAILER = "tiercut-load"  # trailing metadata of a shed request: Load.to_text()
+
+
+def load_to_text(load: Load) -> str:
+    return (f"queue_depth={load.queue_depth};in_flight={load.in_flight};"
+            f"max_in_flight={load.max_in_flight};service_s={load.service_s:.6f};"
+            f"served={load.served};shed={load.shed};expired={load.expired}")
+
+
+def load_from_text(text: str) -> Load | None:
+    """The Load in a shed request's trailer; None when it cannot be read."""
+    try:
+        fields = dict(part.split("=", 1) for part in text.split(";") if part)
+        return Load(int(fields["queue_depth"]), int(fields["in_flight"]),
+                    float(fields["service_s"]), int(fields["served"]),
+                    int(fields["max_in_flight"]), int(fields["shed"]), int(fields["expired"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def timing_to_pb(t: ServerTiming) -> pb.Timing:
