@@ -248,6 +248,11 @@ def plan_cmd(
     input_bytes: Optional[int] = typer.Option(None, "--input-bytes", min=0,
                                               help="the model input's size, if not the profile's"),
     method: str = typer.Option("auto", "--method", help="auto, chain, mincut, milp or brute"),
+    codecs_path: Optional[Path] = typer.Option(None, "--codecs", help="a tiercut-codecs/1 table "
+                                               "(tiercut calibrate): choose cut and codec "
+                                               "together"),
+    max_loss: float = typer.Option(0.01, "--max-loss", help="with --codecs: the largest "
+                                   "metric loss allowed (top-1 drop, or 1 - cosine)"),
     as_json: bool = typer.Option(False, "--json"),
     sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
                                         "0.1mbit..1gbit: print the decision table's breakpoints"),
@@ -272,13 +277,20 @@ def plan_cmd(
         if sweep:
             _sweep(scenario, constraints, sweep, plot)
             return
-        result = plan(scenario, objective, constraints, method)
+        joint = None
+        if codecs_path is not None:
+            from .cli_calibrate import plan_with_table
+            joint = plan_with_table(scenario, codecs_path, max_loss, objective, constraints,
+                                    method)
+            result = joint.plan
+        else:
+            result = plan(scenario, objective, constraints, method)
         device = baseline(scenario, scenario.tiers[0])
         top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
     except TiercutError as exc:
         _fail(exc)
     if as_json:
-        data = result.to_dict()
+        data = joint.to_dict() if joint is not None else result.to_dict()
         data["baselines"] = {f"all-{scenario.tiers[0]}": device.total_s,
                              **({f"all-{scenario.tiers[-1]}": top.total_s} if top else {})}
         print(_json.dumps(data, indent=1))
@@ -410,6 +422,7 @@ def testbed_cmd(
 def _register_runtime_commands() -> None:
     # Defined in their own modules (the runtime's and the link emulator's imports stay out of
     # the planning commands' start-up).
+    from .cli_calibrate import calibrate_cmd
     from .cli_link import link_cmd
     from .cli_runtime import bench_cmd, infer_cmd, serve_cmd
     from .cli_simulate import simulate_cmd
@@ -419,6 +432,7 @@ def _register_runtime_commands() -> None:
     app.command("bench")(bench_cmd)
     app.command("link")(link_cmd)
     app.command("simulate")(simulate_cmd)
+    app.command("calibrate")(calibrate_cmd)
 
 
 _register_runtime_commands()

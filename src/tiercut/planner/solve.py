@@ -53,9 +53,22 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
         raise ScenarioError(f"method {method!r} is not one of {METHODS}")
     profile = scenario.hosts[0].profile
     constraints.check_names(scenario, {n.name for n in profile.nodes})
+    best = best_plan(scenario, objective, constraints, method)
+    if best is None:
+        raise InfeasibleError(_conflict(scenario, objective, constraints))
+    return best
+
+
+def best_plan(scenario: Scenario, objective: str = "latency",
+              constraints: Constraints = Constraints(), method: str = "auto",
+              min_hops: int = 0) -> Plan | None:
+    """``plan`` without the checks and the diagnosis: None when nothing is feasible. Routes
+    with fewer than ``min_hops`` hops are skipped."""
     graph = graph_arrays(scenario)
     best: tuple = ((INF, INF), None, (), "", None)
     for route in routes(scenario, constraints):
+        if len(route.tiers) - 1 < min_hops:
+            continue
         problem, side = build(scenario, route, objective, constraints, graph)
         name = pick_method(problem, side, objective) if method == "auto" else method
         if objective == "throughput" and name not in ("milp", "brute"):
@@ -73,7 +86,7 @@ def plan(scenario: Scenario, objective: str = "latency", constraints: Constraint
             best = (key, route, labels, name, (problem, side) if objective != "energy" else None)
     (value, _), route, labels, name, latency = best
     if route is None:
-        raise InfeasibleError(_conflict(scenario, objective, constraints))
+        return None
     return describe(scenario, route, labels, objective, value, name, latency)
 
 

@@ -8,7 +8,7 @@ __all__ = ["InputSpec", "ZooEntry", "entry", "names", "register", "resolve"]
 # One module per model family; each registers its models when imported.
 _FAMILIES = (
     "alexnet", "vgg", "resnet", "mobilenet", "squeezenet", "googlenet", "densenet",
-    "efficientnet", "vit", "minilm",
+    "efficientnet", "vit", "minilm", "digits",
 )
 for _family in _FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")
