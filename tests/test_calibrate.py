@@ -257,7 +257,7 @@ def test_cli_calibrate_then_plan_uses_the_table(tmp_path):
     base = ["plan", "--tier", f"device={tmp_path / 'device.json'}",
             "--tier", f"cloud={tmp_path / 'cloud.json'}", "--link", "device-cloud=100kbit,10ms",
             "--codecs", str(out)]
-    cli = CliRunner().invoke(main_app, [*base, "--max-loss", "0.01", "--json"])
+    cli = CliRunner().invoke(main_app, [*base, "--max-loss", "0.01", "--loss-margin", "0", "--json"])
     assert cli.exit_code == 0, cli.output
     data = json.loads(cli.output)
     assert data["compression"]["codec"] == joint.choice.codec

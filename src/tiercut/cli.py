@@ -253,6 +253,10 @@ def plan_cmd(
                                                "together"),
     max_loss: float = typer.Option(0.01, "--max-loss", help="with --codecs: the largest "
                                    "metric loss allowed (top-1 drop, or 1 - cosine)"),
+    loss_margin: float = typer.Option(1.645, "--loss-margin", min=0.0, help="with --codecs: "
+                                      "admit a codec when its calibrated loss plus this many "
+                                      "standard errors is within --max-loss (1.645: one-sided "
+                                      "95%; 0 trusts the calibration's mean)"),
     as_json: bool = typer.Option(False, "--json"),
     sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
                                         "0.1mbit..1gbit: print the decision table's breakpoints"),
@@ -281,7 +285,7 @@ def plan_cmd(
         if codecs_path is not None:
             from .cli_calibrate import plan_with_table
             joint = plan_with_table(scenario, codecs_path, max_loss, objective, constraints,
-                                    method)
+                                    method, z=loss_margin)
             result = joint.plan
         else:
             result = plan(scenario, objective, constraints, method)

@@ -157,10 +157,12 @@ def _int(text: str) -> int:
 
 
 def plan_with_table(scenario, codecs_path: Path, max_loss: float,  # noqa: ANN001
-                    objective: str = "latency", constraints=None, method: str = "auto"):  # noqa: ANN001
-    """For ``tiercut plan --codecs codecs.json --max-loss E``: the joint cut and codec."""
+                    objective: str = "latency", constraints=None, method: str = "auto",  # noqa: ANN001
+                    z: float = 0.0):
+    """For ``tiercut plan --codecs codecs.json --max-loss E``: the joint cut and codec. ``z``:
+    a codec is admitted when its calibrated loss plus ``z`` standard errors is within E."""
     from .planner import Constraints
     from .planner.compress import plan_with_codecs
 
     return plan_with_codecs(scenario, CodecTable.load(codecs_path), max_loss, objective,
-                            constraints or Constraints(), method)
+                            constraints or Constraints(), method, z=z)
