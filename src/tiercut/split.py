@@ -124,6 +124,11 @@ def run_stages(graph: Graph, stages: list[Stage], *inputs: Any) -> Any:
     env: dict[str, Any] = dict(zip(graph.inputs, inputs))
     for stage in stages:
         env.update(stage.run(env))
+    return assemble_output(graph, env)
+
+
+def assemble_output(graph: Graph, env: Mapping[str, Any]) -> Any:
+    """The model's output, structured as the model returns it, from the values in ``env``."""
     out_node = next(n for n in graph.module.graph.nodes if n.op == "output")
     result = fx.node.map_arg(out_node.args[0], lambda n: env[n.name])
     codegen = graph.module.graph._codegen

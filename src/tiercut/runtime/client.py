@@ -44,7 +44,8 @@ from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
 from .security import ClientSecurity, open_channel
 from .server import MAX_MESSAGE_BYTES, channel_options, keep_freed_memory
-from .stageplan import StagePlan, assemble_output, layout
+from ..split import assemble_output
+from .stageplan import StagePlan, layout
 
 _FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                    grpc.StatusCode.RESOURCE_EXHAUSTED,  # overloaded: shed, finish elsewhere

@@ -296,13 +296,3 @@ def _make_layout(graph: Graph, stages: list[Stage], inputs: tuple) -> Layout:
     wanted = {v for names in receives for v in names} | set(graph.outputs) | set(graph.inputs)
     signatures = {v: signature(env[v]) for v in wanted}
     return Layout(graph, tuple(stages), producer, tuple(receives), returns, signatures)
-
-
-def assemble_output(graph: Graph, env: Mapping[str, Any]) -> Any:
-    """The model's output, structured as the model returns it, from the values in ``env``."""
-    out_node = next(n for n in graph.module.graph.nodes if n.op == "output")
-    result = fx.node.map_arg(out_node.args[0], lambda n: env[n.name])
-    codegen = graph.module.graph._codegen
-    if isinstance(codegen, fx.graph._PyTreeCodeGen):  # torch.export graphs flatten the output
-        result = codegen.process_outputs(result)
-    return result

