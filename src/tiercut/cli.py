@@ -400,21 +400,23 @@ def testbed_cmd(
     except TiercutError as exc:
         _fail(exc)
     rows = report(runs)
-    table = Table("link", "chosen: nodes per tier", "pred ms", "meas ms", "err",
-                  "all-device p / m", "all-cloud p / m", "vs best",
+    from rich import box
+
+    table = Table("link", "chosen plan", "pred", "meas", "err", "all-device", "all-cloud",
+                  "vs best", box=box.SIMPLE, pad_edge=False, padding=(0, 1, 0, 0),
                   title=f"{model}: measured speed vs here (1 thread): device "
                         f"x{speeds['device']:.3f}, edge x{speeds['edge']:.3f}, "
                         f"cloud x{speeds['cloud']:.3f}")
     for r in rows:
         table.add_row(r["setting"], r["placement"], f"{r['predicted_ms']:.1f}",
                       f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}",
-                      f"{r['all-device_predicted_ms']:.1f} / {r['all-device_measured_ms']:.1f}",
-                      f"{r['all-cloud_predicted_ms']:.1f} / {r['all-cloud_measured_ms']:.1f}",
+                      f"{r['all-device_predicted_ms']:.0f} / {r['all-device_measured_ms']:.0f}",
+                      f"{r['all-cloud_predicted_ms']:.0f} / {r['all-cloud_measured_ms']:.0f}",
                       f"{r['vs_best_baseline']:+.1%}")
     console.print(table)
-    console.print("ms: median of each plan's requests (n per plan: "
-                  f"{', '.join(str(r['requests']) for r in rows)}); vs best: the chosen plan "
-                  "against the faster baseline, both measured")
+    console.print("ms; meas: median of each plan's requests (n per plan: "
+                  f"{', '.join(str(r['requests']) for r in rows)}); baselines as predicted / "
+                  "measured; vs best: the chosen plan against the faster baseline, both measured")
     if plot_path:
         plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
         console.print(f"plot -> {plot_path}")
