@@ -23,14 +23,46 @@ def test_4x_drop_detected_within_3_requests():
     assert rise[-1] == pytest.approx(40e6)
 
 
-@pytest.mark.parametrize("spike", [400e6, 1e6, 0.2e6])
-def test_single_outliers_do_not_swing_the_estimate(spike):
+def test_4x_drop_followed_at_once_rise_after_a_majority():
+    est = BandwidthEstimator()
+    feed(est, 40e6, 10)
+    assert feed(est, 10e6, 1)[-1] == pytest.approx(10e6)  # a drop costs most: followed now
+    est = BandwidthEstimator()
+    feed(est, 10e6, 10)
+    rise = feed(est, 40e6, 3)
+    assert rise[0] == pytest.approx(10e6) and rise[1] == pytest.approx(10e6)  # one fast sample
+    assert rise[2] == pytest.approx(40e6)
+
+
+@pytest.mark.parametrize("spike", [400e6, 50e6])
+def test_single_fast_outliers_do_not_swing_the_estimate(spike):
     est = BandwidthEstimator()
     feed(est, 20e6, 8)
-    for _ in range(5):  # an odd transfer now and then
+    for _ in range(5):  # an odd fast transfer now and then
         est.add(4e6, 4e6 / spike)
         assert est.estimate_bps == pytest.approx(20e6)
         feed(est, 20e6, 3)
+
+
+@pytest.mark.parametrize("spike", [1e6, 0.2e6])
+def test_single_slow_outlier_lasts_one_request(spike):
+    est = BandwidthEstimator()
+    feed(est, 20e6, 8)
+    for _ in range(5):
+        assert est.add(4e6, 4e6 / spike) == pytest.approx(spike)  # acted on at once ...
+        assert feed(est, 20e6, 1)[-1] == pytest.approx(20e6)  # ... and forgotten at once
+        feed(est, 20e6, 2)
+
+
+def test_transfer_under_way_bounds_the_rate():
+    from tiercut.adapt.estimators import Observation
+
+    est = BandwidthEstimator()
+    feed(est, 20e6, 5)
+    assert est.observe(Observation(1.0, 4e6, 0.3, done=False)) == pytest.approx(20e6)  # 13 Mbit/s: within the band
+    assert est.observe(Observation(1.0, 4e6, 2.0, done=False)) == pytest.approx(2e6)  # stuck
+    assert len(est.samples) == 5  # a bound, not a sample
+    assert feed(est, 20e6, 1)[-1] == pytest.approx(20e6)
 
 
 def test_noisy_samples_harmonic_mean():
@@ -135,3 +167,23 @@ def _switching_run(entry):
     finally:
         edge.stop(0)
         cloud.stop(0)
+
+
+def test_idle_probes_measure_the_link():
+    """A Health request padded with an unknown field crosses a shaped link; its rate reaches
+    the policy's estimator."""
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.link.shaper import ShapingProxy
+    from tiercut.runtime.server import serve_in_thread
+
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    try:
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=2e6, delay_s=0.010) as proxy:
+            policy = AdaptivePolicy(table=None, initial_bps=40e6, probe_every_s=0.5)
+            addr = "%s:%d" % proxy.address[:2]
+            with AdaptiveClient(policy, {"edge": addr}, latency_s=0.010) as client:
+                assert client.idle(1.5) >= 2  # one at once, then every 0.5 s of idle link
+                assert policy.bandwidth.estimate_bps == pytest.approx(2e6, rel=0.3)
+                assert client.idle(0.05) == 0  # the last probe was just now
+    finally:
+        server.stop(0)

@@ -217,3 +217,38 @@ def test_simulate_cli(tmp_path):
                         (["--duration", "-5s"], "duration '-5s'")):
         r = runner.invoke(app, base + args)
         assert r.exit_code == 2 and match in r.output, r.output
+
+
+def test_idle_probes_see_a_rise_that_all_device_requests_cannot():
+    """At 1 Mbit/s the device keeps everything and sends nothing; only probes tell it that the
+    link is back at 40 Mbit/s."""
+    from tiercut.adapt.policies import AdaptivePolicy
+
+    sc = three_tiers(0)
+    step = BandwidthTrace((0.0, 20.0), (1e6, 40e6))
+    setup = prepare(sc, step)
+    table = setup.setting.table
+    assert setup.simulator.costs(table.best(1e6)).device_bits == 0  # all on the device
+    times = Arrivals("periodic", 2).times(39.0)
+    late = times >= 25.0
+    deaf = setup.simulator.run(AdaptivePolicy(table, 1e6, probe_every_s=float("inf")), times, 39)
+    probed = setup.simulator.run(AdaptivePolicy(table, 1e6, probe_every_s=1.0), times, 39)
+    assert deaf.switches == 0
+    assert probed.switches == 1 and probed.latency_s[late].mean() < 0.5 * deaf.latency_s[late].mean()
+
+
+def test_a_stuck_transfer_keeps_later_requests_off_the_link():
+    """The link stalls for 10 s: the device sees its transfer still under way and keeps the
+    requests that follow on the device instead of queueing them behind it."""
+    from tiercut.adapt.policies import AdaptivePolicy
+
+    sc = three_tiers(0)
+    trace = BandwidthTrace((0.0, 10.0, 20.0), (40e6, 0.0, 40e6))
+    setup = prepare(sc, trace)
+    table = setup.setting.table
+    times = Arrivals("periodic", 2).times(30.0)
+    r = setup.simulator.run(AdaptivePolicy(table, 40e6), times, 30)
+    sent = [setup.simulator.costs(table.best(1e6)).cut != r.cuts[i] for i in r.plan_index]
+    stalled = (times >= 10.0) & (times < 20.0)
+    assert sum(s for s, st in zip(sent, stalled) if st) <= 1  # the first one, at most
+    assert np.median(r.latency_s[stalled]) < 0.5  # all but the first: on the device, no wait

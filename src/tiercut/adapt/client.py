@@ -4,14 +4,24 @@ Before each request the policy names a plan; the client for it is made (and the 
 its stages) on first use, or ahead of time with ``prepare(plans)``. Requests go one at a time
 through ``infer``, so a switch happens between requests: a request in flight always finishes
 on the plan it started with. After each request its measurement goes back to the policy.
+
+Idle probes: a plan that keeps everything on the device sends nothing, so the bandwidth
+estimate would never move again. Between requests, ``idle(seconds)`` waits and, whenever the
+policy asks for one (``Policy.next_probe``), sends a probe of PROBE_BITS up the device's first
+hop and reports its rate like a transfer. A probe is the tier server's ``Probe`` call, made
+twice: empty, then carrying the padding; the difference of their round trips is the padding's
+transfer time, with the latency and the per-call costs (which a slow or CPU-capped device
+pays too) taken out.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ..planner.plan import Plan
 from ..sim.costs import plan_key
+from ..sim.simulator import PROBE_BITS
 from .estimators import Observation, samples
 from .policies import Policy
 
@@ -28,6 +38,8 @@ class AdaptiveClient:
         self.clients: dict[tuple, Any] = {}
         self.plans: list[Plan] = []  # the plan each request ran on
         self.switches = 0
+        self.probes = 0
+        self._probe_channels: dict[str, Any] = {}
         self._t0 = clock()
 
     def _endpoint(self, a: str, b: str) -> str:
@@ -65,10 +77,86 @@ class AdaptiveClient:
             self.policy.observe(Observation(done, s.bits, s.seconds, load))
         return output, m, p
 
+    def now(self) -> float:
+        """The policy's clock: seconds since this client was made."""
+        return self.clock() - self._t0
+
+    def first_hop(self) -> str:
+        """The endpoint the device's link leads to: the last plan's first hop, else the next
+        tier's."""
+        if self.plans:
+            tiers = [t for t, host in self.plans[-1].hosts.items() if host is not None]
+            if len(tiers) > 1:
+                return self._endpoint(tiers[0], tiers[1])
+        first = next((k for k in self.dial if isinstance(k, tuple)), None)
+        return self._endpoint(*first) if first else next(iter(self.dial.values()))
+
+    def probe(self, endpoint: str | None = None) -> Observation:
+        """Send one probe now and report it to the policy."""
+        endpoint = endpoint or self.first_hop()
+        call, metadata = self._probe_call(endpoint)
+        from ..runtime import tiercut_pb2 as pb
+
+        empty = pb.ProbeRequest()
+        padded = pb.ProbeRequest(padding=bytes(PROBE_BITS // 8))
+        timeout = max(60.0, self.client_kwargs.get("deadline_s") or 0.0)
+        t0 = self.clock()
+        call(empty, timeout=timeout, metadata=metadata)
+        t1 = self.clock()
+        call(padded, timeout=timeout, metadata=metadata)
+        seconds = max((self.clock() - t1) - (t1 - t0), 1e-9)
+        obs = Observation(self.now(), float(PROBE_BITS), seconds)
+        self.policy.observe(obs)
+        self.probes += 1
+        return obs
+
+    def idle(self, seconds: float) -> int:
+        """Wait ``seconds``, sending the probes the policy asks for meanwhile; returns how many
+        were sent."""
+        end = self.clock() + seconds
+        sent = 0
+        while True:
+            left = end - self.clock()
+            if left <= 0:
+                return sent
+            due = self.policy.next_probe()
+            if due <= self.now():
+                self.probe()
+                sent += 1
+            else:
+                time.sleep(min(left, due - self.now()) if math.isfinite(due) else left)
+
+    def _probe_call(self, endpoint: str) -> tuple[Any, Any]:
+        import grpc
+
+        from ..runtime import tiercut_pb2 as pb
+        from ..runtime.security import metadata
+
+        security = self.client_kwargs.get("security")
+        if endpoint not in self._probe_channels:
+            if security is not None and security.tls:
+                creds = grpc.ssl_channel_credentials(security.ca, security.key, security.cert)
+                opts = ([("grpc.ssl_target_name_override", security.server_name)]
+                        if security.server_name else [])
+                channel = grpc.secure_channel(endpoint, creds, options=opts)
+            else:
+                channel = grpc.insecure_channel(endpoint)
+            call = channel.unary_unary("/tiercut.runtime.TierServer/Probe",
+                                       request_serializer=pb.ProbeRequest.SerializeToString,
+                                       response_deserializer=pb.ProbeReply.FromString)
+            pairs = metadata(security, "") if security is not None else None
+            call(pb.ProbeRequest(), timeout=60.0, metadata=pairs)  # connect now, not during the first probe
+            self._probe_channels[endpoint] = (channel, call, pairs)
+        _, call, pairs = self._probe_channels[endpoint]
+        return call, pairs
+
     def close(self) -> None:
         for c in self.clients.values():
             c.close()
         self.clients.clear()
+        for channel, _, _ in self._probe_channels.values():
+            channel.close()
+        self._probe_channels.clear()
 
     def __enter__(self) -> "AdaptiveClient":
         return self

@@ -1,12 +1,20 @@
 """Live estimates from the transfers and replies a client sees anyway.
 
-* ``BandwidthEstimator``: the device link's rate from recent transfers. Each transfer gives a
-  sample (bits, seconds). Samples more than ``outlier``× away from the median rate of the
-  window are dropped, and the rest give a harmonic mean weighted by bits (total bits over
-  total seconds, which is what a stream of such transfers would see). One odd sample cannot
-  move the median; once a change has lasted for half the window, the median follows it and the
-  old samples become the outliers: with the default window of 5, a step is followed on its
-  third sample.
+* ``BandwidthEstimator``: the device link's rate from recent transfers (and idle probes).
+  Each transfer gives a sample (bits, seconds). Samples more than ``outlier``× away from the
+  median rate of the window are dropped, and the rest give a harmonic mean weighted by bits
+  (total bits over total seconds, which is what a stream of such transfers would see). The
+  two directions are treated differently, because the costs of being wrong are: a transfer
+  time is ``bits / rate``, convex in the rate, so trusting a rate that has collapsed costs far
+  more (a request sent into a link that stalls) than missing a rise for a few requests (a
+  plan a little slower than the best). So a rise, or one fast odd sample, must win the median
+  first: with the default window of 5 a step up is followed on its third sample. A sample
+  more than ``outlier``× *below* the median is acted on at once (the estimate drops to it);
+  if the next sample is back in the band the estimate returns, and if the drop lasts the
+  median follows it. A transfer still under way tells something too (``overdue``): once it has
+  taken longer than its bits at ``outlier``× below the estimate would, the rate is at most
+  bits / elapsed, and the estimate drops to that bound (not a sample: the transfer's own
+  sample comes when it ends).
 * ``LatencyEstimator``: one-way latency as half the smallest recent round trip left after the
   transfer itself.
 * ``LoadEstimator``: a server's load factor, its service time relative to what its profile
@@ -30,15 +38,17 @@ class EstimatorError(TiercutError, ValueError):
 
 
 class Observation:
-    """What one finished request tells the controller. ``bits``/``seconds``: what crossed the
-    device's link and the time it took (0 bits: nothing crossed); ``load``: load factor of
-    the watched tier, when known; ``queue``: the device's own backlog in seconds."""
+    """What one finished request (or probe) tells the controller. ``bits``/``seconds``: what
+    crossed the device's link and the time it took (0 bits: nothing crossed); ``load``: load
+    factor of the watched tier, when known; ``queue``: the device's own backlog in seconds;
+    ``done`` False: a transfer still under way, ``seconds`` so far (a bound, see ``overdue``)."""
 
-    __slots__ = ("now", "bits", "seconds", "load", "queue")
+    __slots__ = ("now", "bits", "seconds", "load", "queue", "done")
 
     def __init__(self, now: float, bits: float = 0.0, seconds: float = 0.0,
-                 load: float | None = None, queue: float = 0.0):
+                 load: float | None = None, queue: float = 0.0, done: bool = True):
         self.now, self.bits, self.seconds, self.load, self.queue = now, bits, seconds, load, queue
+        self.done = done
 
 
 class BandwidthEstimator:
@@ -65,8 +75,29 @@ class BandwidthEstimator:
                 if median / self.outlier <= b / s <= median * self.outlier]
         if not keep:  # two samples far apart: no majority yet, trust the newer
             keep = [self.samples[-1]]
-        self.estimate_bps = sum(b for b, _ in keep) / sum(s for _, s in keep)
+        estimate = sum(b for b, _ in keep) / sum(s for _, s in keep)
+        newest = bits / seconds
+        if newest < median / self.outlier:  # a large drop: act on it now (see above)
+            estimate = min(estimate, newest)
+        self.estimate_bps = estimate
         return self.estimate_bps
+
+    def overdue(self, bits: float, elapsed_s: float) -> float | None:
+        """A transfer of ``bits`` under way for ``elapsed_s``: its rate is below bits/elapsed.
+        Far below the estimate (``outlier``×), the estimate drops to that bound now."""
+        if bits >= self.min_bits and elapsed_s > 0 and self.estimate_bps is not None:
+            bound = bits / elapsed_s
+            if bound < self.estimate_bps / self.outlier:
+                self.estimate_bps = bound
+        return self.estimate_bps
+
+    def observe(self, obs: Observation) -> float | None:
+        """A finished transfer is a sample; one under way, a bound (``overdue``)."""
+        if obs.bits <= 0:
+            return self.estimate_bps
+        if obs.done:
+            return self.add(obs.bits, obs.seconds, obs.now)
+        return self.overdue(obs.bits, obs.seconds)
 
     def stale(self, now: float, after_s: float = 2.0) -> bool:
         """True when no transfer was seen for ``after_s``: time for a small probe."""

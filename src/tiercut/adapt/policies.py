@@ -19,6 +19,12 @@ Device energy model for speed f and sending fraction r (both in (0, 1]): compute
 time/f at power P_c·f³ (dynamic power), so energy P_c·time·f²; sending at r of the link's rate
 takes bits/(r·rate) at radio power P_r·r² (a convex rate-power curve), so energy P_r·r·bits/rate.
 f = r = 1 is the planner's energy model.
+
+Idle probes: a request whose plan keeps everything on the device sends nothing over the link,
+so it tells the bandwidth estimator nothing. Policies that estimate bandwidth ask for a small
+probe once no transfer has been seen for ``probe_every_s`` (``next_probe``); the runtime's
+``AdaptiveClient.idle`` and the simulator send them and feed the result back through
+``observe`` like any transfer.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from ..sim.costs import CPU, TRACE_LINK, Costs, PlanCost, device_powers
 from .estimators import BandwidthEstimator, LoadEstimator, Observation
 
 POLICIES = ("static", "adaptive", "loadaware", "dads", "lyapunov", "oracle")
+PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
 
 
 class PolicyError(TiercutError, ValueError):
@@ -52,9 +59,15 @@ class Policy:
     speed = 1.0  # device speed setting for the next request
     send_fraction = 1.0  # fraction of the link's rate to send at
     unreachable = ""  # why the policy's goal cannot be met, when it cannot
+    probe_every_s = math.inf  # idle probes: after this long without a transfer (inf: never)
 
     def observe(self, obs: Observation) -> None:
         pass
+
+    def next_probe(self) -> float:
+        """When (policy clock) the next idle probe is due; ``math.inf``: never."""
+        return self.bandwidth.last_t + self.probe_every_s if math.isfinite(
+            self.probe_every_s) else math.inf
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
         raise NotImplementedError
@@ -75,14 +88,15 @@ class AdaptivePolicy(Policy):
     observes = True
 
     def __init__(self, table: DecisionTable, initial_bps: float,
-                 estimator: BandwidthEstimator | None = None):
+                 estimator: BandwidthEstimator | None = None,
+                 probe_every_s: float = PROBE_EVERY_S):
         self.table = table
         self.bandwidth = estimator or BandwidthEstimator(initial_bps)
+        self.probe_every_s = _check_probe(probe_every_s)
         self._at, self._plan = None, None
 
     def observe(self, obs: Observation) -> None:
-        if obs.bits > 0:
-            self.bandwidth.add(obs.bits, obs.seconds, obs.now)
+        self.bandwidth.observe(obs)
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
         bw = self.bandwidth.estimate_bps
@@ -95,16 +109,17 @@ class LoadAwarePolicy(AdaptivePolicy):
     name = "loadaware"
 
     def __init__(self, table: DecisionTable, initial_bps: float,
-                 estimator: BandwidthEstimator | None = None, load: LoadEstimator | None = None):
+                 estimator: BandwidthEstimator | None = None, load: LoadEstimator | None = None,
+                 probe_every_s: float = PROBE_EVERY_S):
         if table.load_tier is None:
             raise PolicyError("the load-aware policy needs a table built with a load_tier")
-        super().__init__(table, initial_bps, estimator)
+        super().__init__(table, initial_bps, estimator, probe_every_s)
         self.load = load or LoadEstimator()
         self._key = None
 
     def observe(self, obs: Observation) -> None:
         super().observe(obs)
-        if obs.load is not None:
+        if obs.load is not None and obs.done:
             self.load.add(obs.load)
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
@@ -166,6 +181,12 @@ class DadsPolicy(AdaptivePolicy):
         return heavy
 
 
+def _check_probe(every_s: float) -> float:
+    if not every_s > 0:
+        raise PolicyError(f"probe interval must be > 0 s (math.inf: never), got {every_s!r}")
+    return every_s
+
+
 @dataclass
 class _Option:
     plan: Plan
@@ -179,7 +200,8 @@ class LyapunovPolicy(Policy):
 
     def __init__(self, scenario: Scenario, candidates: Sequence[Plan], V: float,
                  initial_bps: float, speeds: Sequence[float] = (0.4, 0.7, 1.0),
-                 fractions: Sequence[float] = (0.25, 0.5, 1.0), costs: Costs | None = None):
+                 fractions: Sequence[float] = (0.25, 0.5, 1.0), costs: Costs | None = None,
+                 probe_every_s: float = PROBE_EVERY_S):
         if not (math.isfinite(V) and V >= 0):
             raise PolicyError(f"V must be a finite number >= 0, got {V!r}")
         for x in (*speeds, *fractions):
@@ -190,13 +212,13 @@ class LyapunovPolicy(Policy):
         self.candidates = [self.costs(p) for p in candidates]
         self.power_c, self.power_r = device_powers(scenario)
         self.bandwidth = BandwidthEstimator(initial_bps)
+        self.probe_every_s = _check_probe(probe_every_s)
         self._at = None
         self._lines: list[tuple[float, float, _Option]] = []
         self._breaks: list[float] = []
 
     def observe(self, obs: Observation) -> None:
-        if obs.bits > 0:
-            self.bandwidth.add(obs.bits, obs.seconds, obs.now)
+        self.bandwidth.observe(obs)
 
     def options(self, bw: float) -> list[tuple[float, float, _Option]]:
         """(energy J, device seconds, option) for every plan × speed × sending fraction."""

@@ -266,6 +266,9 @@ class TierServer(pb_grpc.TierServerServicer):
     async def Load(self, request: pb.LoadRequest, context: Any) -> pb.LoadReply:
         return pb.LoadReply(load=wire.load_to_pb(self.load()))
 
+    async def Probe(self, request: pb.ProbeRequest, context: Any) -> pb.ProbeReply:
+        return pb.ProbeReply(received=len(request.padding), load=wire.load_to_pb(self.load()))
+
     async def Prepare(self, request: pb.PrepareRequest, context: Any) -> pb.PrepareReply:
         try:
             prepared = await self._prepare(request)
@@ -566,7 +569,8 @@ def _add_servicer(servicer: "TierServer", server: grpc.aio.Server) -> None:
     handlers = {"Prepare": handler(servicer.Prepare, pb.PrepareRequest, pb.PrepareReply),
                 "Infer": handler(servicer.Infer, pb.InferRequest, pb.InferReply),
                 "Health": handler(servicer.Health, pb.HealthRequest, pb.HealthReply),
-                "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply)}
+                "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply),
+                "Probe": handler(servicer.Probe, pb.ProbeRequest, pb.ProbeReply)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "tiercut.runtime.TierServer", handlers),))
 

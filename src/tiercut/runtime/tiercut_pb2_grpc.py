@@ -54,6 +54,11 @@ class TierServerStub:
                 request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.LoadRequest.SerializeToString,
                 response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.LoadReply.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/tiercut.runtime.TierServer/Probe',
+                request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
+                _registered_method=True)
 
 
 class TierServerServicer:
@@ -83,6 +88,12 @@ class TierServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TierServerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +116,11 @@ def add_TierServerServicer_to_server(servicer, server):
                     servicer.Load,
                     request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.LoadRequest.FromString,
                     response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.LoadReply.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.FromString,
+                    response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +231,33 @@ class TierServer:
             '/tiercut.runtime.TierServer/Load',
             tiercut_dot_runtime_dot_tiercut__pb2.LoadRequest.SerializeToString,
             tiercut_dot_runtime_dot_tiercut__pb2.LoadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tiercut.runtime.TierServer/Probe',
+            tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
+            tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ from .simulator import Arrivals, RunResult, SimError, Simulator
 
 STATIC_WARMUP_S = 5.0  # the static plan is chosen for the mean rate over the first seconds
 LOAD_RANGE = (1.0, 8.0)  # the load axis of the load-aware table
+TABLE_MARGIN = 100.0  # the decision table reaches this far below the trace's slowest rate
 
 
 @dataclass
@@ -47,7 +48,9 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
     positive = [r for r in trace.rates_bps if r > 0]
     if not positive:
         raise SimError(f"trace {trace.name!r} carries nothing: every rate is 0")
-    low, high = min(positive) / 2, max(positive) * 2
+    # the table must cover what the estimators may say, not only the trace's own rates: a
+    # stalled transfer or a slow probe reads far below the slowest sample
+    low, high = min(positive) / TABLE_MARGIN, max(positive) * 2
     table = build_table(scenario, low_bps=low, high_bps=high)
     load_table: DecisionTable | None = None
     if load_tier is not None and (not names or "loadaware" in names):

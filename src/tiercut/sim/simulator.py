@@ -9,7 +9,14 @@ resource serves them in that order (exact for a fixed plan; around a plan switch
 wait behind an earlier one that reaches a shared resource later).
 
 The policy learns about a request only when it has finished (observations are delivered in
-completion order), plus a probe of the link's rate when a request sends nothing over it.
+completion order); while the device's link is still carrying an earlier request at an
+arrival, the policy is told how long that transfer has been under way (an ``Observation`` with
+``done`` False: the device knows what it is still sending; told again each time that time has
+grown by OVERDUE_STEP). A policy that asks for idle probes
+(``Policy.next_probe``) gets them as the runtime's ``AdaptiveClient.idle`` sends them:
+PROBE_BITS up the device's link, started when due and the link is free, observed when they
+end; at most ``MAX_PROBES`` between two arrivals (the estimator's window holds no more).
+Probes are not charged to the link's queue or to the energy.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import heapq
 import math
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,7 +40,9 @@ from .timeline import Timeline
 if TYPE_CHECKING:
     from ..adapt.policies import Policy
 
-PROBE_BITS = 64 * 1024 * 8  # an idle link is probed with this many bits
+PROBE_BITS = 64 * 1024 * 8  # an idle link is probed with this many bits (AdaptiveClient's too)
+MAX_PROBES = 5  # probes simulated between two arrivals, at most
+OVERDUE_STEP = 1.25  # a transfer under way is told again once its time has grown this much
 
 
 class SimError(TiercutError, ValueError):
@@ -141,11 +151,15 @@ class Simulator:
         free: list[float] = []
         compiled: dict[int, tuple] = {}
         cuts: list[str] = []
-        finish, rate_at = self.timeline.finish, self.timeline.rate_at
+        finish = self.timeline.finish
         load_at = self.load.rate_at if self.load is not None else None
         pc, pr = self.power_c, self.power_r
         observes = policy.observes
+        every = policy.probe_every_s if observes else math.inf
+        probes = math.isfinite(every)
         pending: list = []
+        sending: deque = deque()  # (start, end, bits) on the device's uplink, in order
+        told = 0.0  # how long the head of ``sending`` was under way when last told
         uplink = -1  # resource of the device's first forward link, for the backlog
         device_cpu = -1
         last = None
@@ -156,6 +170,28 @@ class Simulator:
             t = times_list[k]
             while pending and pending[0][0] <= t:
                 policy.observe(heapq.heappop(pending)[2])
+            if sending:
+                while sending and sending[0][1] <= t:
+                    sending.popleft()
+                    told = 0.0
+                if sending and t - sending[0][0] > told * OVERDUE_STEP:
+                    s0, _, b0 = sending[0]
+                    told = t - s0
+                    policy.observe(Observation(t, b0, told, done=False))
+            if probes and policy.next_probe() <= t:
+                s = max(policy.next_probe(), t - MAX_PROBES * every)
+                for _ in range(MAX_PROBES):
+                    if s > t:
+                        break
+                    if s < 0.0:
+                        s = 0.0
+                    if uplink >= 0 and free[uplink] > s:
+                        s = free[uplink]
+                    e = finish(s, PROBE_BITS)
+                    if e > t:
+                        break
+                    policy.observe(Observation(e, PROBE_BITS, e - s))
+                    s = policy.next_probe()
             backlog = 0.0
             if device_cpu >= 0 and free[device_cpu] > t:
                 backlog += free[device_cpu] - t
@@ -209,6 +245,8 @@ class Simulator:
                         x = finish(s, bits / frac)
                         tx += x - s
                         free[rid] = x
+                        if rid == uplink and observes:
+                            sending.append((s, x, bits))
                     x += seconds
                 else:
                     if held > 0.0:
@@ -226,10 +264,8 @@ class Simulator:
                         if step[0] == TRACE_LINK:
                             bits_total += step[3]
                     obs = Observation(x, bits_total, tx * frac, seen_load)
-                else:  # nothing crossed the link: a small probe at the current rate
-                    r = rate_at(x)
-                    obs = Observation(x, PROBE_BITS if r > 0 else 0.0,
-                                      PROBE_BITS / r if r > 0 else 0.0, seen_load)
+                else:  # nothing crossed the link: the idle probes tell the rate
+                    obs = Observation(x, 0.0, 0.0, seen_load)
                 if seen_load is None and load_at is not None:
                     obs.load = load_at(x)  # the server's Load reply
                 heapq.heappush(pending, (x, k, obs))
