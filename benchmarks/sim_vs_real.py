@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +46,7 @@ import torch
 from tiercut import cpucap
 from tiercut.adapt.client import AdaptiveClient
 from tiercut.adapt.policies import build_policy, candidates
+from tiercut.link.child import ProxySpec, proxies_in_child
 from tiercut.link.traces import BandwidthTrace, load_trace
 from tiercut.planner import Host, Link, Scenario
 from tiercut.planner.table import build_table
@@ -93,43 +91,6 @@ def scenario(profile, speeds: dict[str, float], device_bps: float) -> Scenario:
              ("device", "cloud"): Link(device_bps, DELAY_S + CLOUD_EXTRA_S),
              ("edge", "cloud"): EDGE_CLOUD}
     return Scenario(TIERS, hosts, links)
-
-
-@contextlib.contextmanager
-def links(specs: Sequence[tuple]) -> Iterator[tuple[list[str], float]]:
-    """One child process with a ShapingProxy per spec (to, rate, delay, trace or None); yields
-    the addresses to dial and the proxies' start on this machine's monotonic clock (the trace's
-    time 0)."""
-    code = ("import asyncio, json, sys\n"
-            "from tiercut.link.shaper import ShapingProxy\n"
-            "from tiercut.link.traces import BandwidthTrace\n"
-            "async def main():\n"
-            "    specs = json.loads(sys.argv[1])\n"
-            "    ps = [ShapingProxy(('127.0.0.1', 0), (to.rsplit(':', 1)[0], int(to.rsplit(':', 1)[1])),"
-            " rate, delay, BandwidthTrace(*tr) if tr else None) for to, rate, delay, tr in specs]\n"
-            "    for p in ps:\n"
-            "        await p.start()\n"
-            "    print(json.dumps([['%s:%d' % p.address[:2] for p in ps], ps[0].started_at]), flush=True)\n"
-            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
-            "    for p in ps:\n"
-            "        await p.stop()\n"
-            "asyncio.run(main())\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(list(specs))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError("the link emulator did not start")
-        addresses, started = json.loads(line)
-        yield addresses, started
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_real(policy, dial, direct, plans, inputs, reference, t_zero: float, interval: float,
@@ -230,11 +191,11 @@ def main() -> None:
         print(f"trace {tr.name}: scaled x{scale:.3g} so its median ({median_rate(tr) / 1e6:.3g} "
               f"Mbit/s) is {ABOVE:g}x the table's first breakpoint; range {min(tr.rates_bps) / 1e6:.3g}-"
               f"{max(tr.rates_bps) / 1e6:.3g} Mbit/s; {len(plans)} plans in the table")
-        specs = [(servers["edge"].endpoint, None, DELAY_S, [tr.times_s, tr.rates_bps, tr.name]),
-                 (servers["cloud"].endpoint, None, DELAY_S + CLOUD_EXTRA_S,
-                  [tr.times_s, tr.rates_bps, tr.name]),
-                 (servers["cloud"].endpoint, EDGE_CLOUD.bandwidth_bps, EDGE_CLOUD.latency_s, None)]
-        with links(specs) as (addresses, t_zero):
+        specs = [ProxySpec(servers["edge"].endpoint, None, DELAY_S, tr),
+                 ProxySpec(servers["cloud"].endpoint, None, DELAY_S + CLOUD_EXTRA_S, tr),
+                 ProxySpec(servers["cloud"].endpoint, EDGE_CLOUD.bandwidth_bps,
+                           EDGE_CLOUD.latency_s)]
+        with proxies_in_child(specs) as (addresses, t_zero):
             dial = {("device", "edge"): addresses[0], ("device", "cloud"): addresses[1],
                     ("edge", "cloud"): addresses[2]}
             direct_dial = {("device", "edge"): direct["edge"], ("device", "cloud"): direct["cloud"],

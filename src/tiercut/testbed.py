@@ -17,19 +17,17 @@ median measured latency is set against the prediction.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from . import cpucap
+from .link.child import ProxySpec, proxies_in_child
 from .planner import Host, Link, Scenario, baseline, plan
 from .planner.plan import Plan
 from .predict import scale_profile
@@ -98,40 +96,6 @@ def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -
     return Scenario(TIERS, hosts, links_for(setting))
 
 
-@contextlib.contextmanager
-def _links(specs: Sequence[tuple[str, str, float, float]]) -> Iterator[list[str]]:
-    """One child process relaying through a shaping proxy per spec (name, to, rate, delay);
-    yields the address to dial for each."""
-    code = ("import asyncio, json, sys\n"
-            "from tiercut.link.shaper import ShapingProxy\n"
-            "async def main():\n"
-            "    specs = json.loads(sys.argv[1])\n"
-            "    proxies = [ShapingProxy(('127.0.0.1', 0), (to.rsplit(':', 1)[0], int(to.rsplit(':', 1)[1])),"
-            " rate, delay) for _, to, rate, delay in specs]\n"
-            "    for p in proxies:\n"
-            "        await p.start()\n"
-            "    print(json.dumps(['%s:%d' % p.address[:2] for p in proxies]), flush=True)\n"
-            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
-            "    for p in proxies:\n"
-            "        await p.stop()\n"
-            "asyncio.run(main())\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(list(specs))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError("the link emulator did not start")
-        yield json.loads(line)
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def measure(p: Plan, dial: dict[tuple[str, str], str], inputs: tuple[torch.Tensor, ...],
             reference: torch.Tensor, requests: int, min_requests: int, budget_s: float,
             setting: str, label: str, warmup: int = 2) -> Run:
@@ -181,13 +145,14 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
     runs: list[Run] = []
     with contextlib.ExitStack() as stack:
         servers = {t: stack.enter_context(spawn([model], threads=1)) for t in TIERS[1:]}
-        specs = []
+        names, specs = [], []
         for s in settings:
             for (a, b), link in links_for(s).items():
-                specs.append((f"{s.name}:{a}-{b}", servers[b].endpoint, link.bandwidth_bps,
-                              link.latency_s))
-        addresses = stack.enter_context(_links(specs))
-        dial = {name: addr for (name, *_), addr in zip(specs, addresses)}
+                names.append(f"{s.name}:{a}-{b}")
+                specs.append(ProxySpec(servers[b].endpoint, link.bandwidth_bps, link.latency_s))
+        # the proxies live in a child process: this one is capped as the device below
+        addresses, _ = stack.enter_context(proxies_in_child(specs))
+        dial = dict(zip(names, addresses))
         for tier, server in servers.items():
             if caps[tier] < 1.0:
                 stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)
