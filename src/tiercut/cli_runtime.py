@@ -209,23 +209,12 @@ def infer_cmd(
 
     import torch
 
-    from . import codecs
-    from .runtime.client import SplitClient
     from .runtime.stageplan import example_inputs
 
-    eps = _endpoints(endpoints)
     stage_plan = _load_plan(plan, input_shape)
-    try:
-        codecs.parse_codec(codec)
-    except codecs.CodecError as exc:
-        raise typer.BadParameter(f"--codec: {exc}") from None
-    try:
-        client = SplitClient(stage_plan, eps, codec=codec, deadline_s=deadline,
-                             fallback=not no_fallback,
-                             security=_client_security(tls_ca, client_cert, client_key,
-                                                       token_file, server_name))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    client = _client(stage_plan, endpoints, codec,
+                     _client_security(tls_ca, client_cert, client_key, token_file, server_name),
+                     deadline_s=deadline, fallback=not no_fallback)
     args = (_load_input(input),) if input else example_inputs(stage_plan)
     try:
         with client:
@@ -267,19 +256,11 @@ def bench_cmd(
     server_name: Optional[str] = _SERVER_NAME,
 ) -> None:
     """Send REQUESTS requests with CONCURRENCY in flight; print throughput and latency."""
-    from . import codecs
-    from .runtime.client import SplitClient
     from .runtime.stageplan import example_inputs
 
-    eps = _endpoints(endpoints)
     stage_plan = _load_plan(plan, input_shape)
-    try:
-        codecs.parse_codec(codec)
-        client = SplitClient(stage_plan, eps, codec=codec,
-                             security=_client_security(tls_ca, client_cert, client_key,
-                                                       token_file, server_name))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    client = _client(stage_plan, endpoints, codec,
+                     _client_security(tls_ca, client_cert, client_key, token_file, server_name))
     try:
         with client:
             result = client.bench(example_inputs(stage_plan), requests, concurrency)
@@ -290,6 +271,21 @@ def bench_cmd(
                   f"{result.throughput:.2f} req/s; latency ms mean {lat['mean'] * 1e3:.2f} "
                   f"p50 {lat['p50'] * 1e3:.2f} p90 {lat['p90'] * 1e3:.2f} "
                   f"p99 {lat['p99'] * 1e3:.2f}; fallbacks {result.fallbacks}", highlight=False)
+
+
+def _client(stage_plan: Any, endpoints: str, codec: str, security: Any, **options: Any) -> Any:
+    """The SplitClient for `infer` and `bench`; a bad --codec or --endpoints exits with 2."""
+    from . import codecs
+    from .runtime.client import SplitClient
+
+    eps = _endpoints(endpoints)
+    try:
+        codecs.parse_codec(codec)
+        return SplitClient(stage_plan, eps, codec=codec, security=security, **options)
+    except codecs.CodecError as exc:
+        raise typer.BadParameter(f"--codec: {exc}") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _app() -> typer.Typer:
