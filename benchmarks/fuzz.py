@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from proc_common import rss_bytes  # benchmarks/, on the path when run as a script
 
 HERE = Path(__file__).resolve().parent
 
@@ -159,7 +160,7 @@ def main() -> None:
     server = spawn([MODEL], env={"PYTHONPATH": str(HERE)},
                    extra_args=["--max-elements", str(limits.max_elements),
                                "--max-message-mb", "1"])
-    rss0 = _rss(server.process.pid)
+    rss0 = rss_bytes(server.process.pid)
     codes: dict[str, int] = {}
     rpc_crashes, rpc_hangs = 0, 0
     try:
@@ -205,7 +206,7 @@ def main() -> None:
             crashes.append(f"rpc: server process died (rc {server.process.returncode})")
         health = stub.Health(pb.HealthRequest(), timeout=5).status == pb.HealthReply.SERVING
         valid = calls["Infer"](infer_seeds[0], timeout=10) is not None
-        rss1 = _rss(server.process.pid)
+        rss1 = rss_bytes(server.process.pid)
         channel.close()
     finally:
         server.kill()
@@ -228,14 +229,6 @@ def main() -> None:
     for c in crashes[:20]:
         print("  ", c)
     sys.exit(1 if crashes or hangs or rpc_hangs or not (health and valid) else 0)
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def atheris_child(runs: int) -> None:

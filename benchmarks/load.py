@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from proc_common import rss_bytes  # benchmarks/, on the path when run as a script
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,14 +65,6 @@ def _plan():
     names = [n.name for n in model_graph(MODEL).compute_nodes]
     return StagePlan.from_assignment(MODEL, {n: 0 if n in ("l0", "relu") else 1
                                              for n in names}, ("device", "edge"))
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _pct(values, q):
@@ -133,7 +126,7 @@ def load(args) -> int:
 
     def sample():
         while not stop_sampling.is_set():
-            samples.append((time.monotonic(), _rss(server.process.pid)))
+            samples.append((time.monotonic(), rss_bytes(server.process.pid)))
             stop_sampling.wait(args.sample_s)
 
     try:

@@ -15,6 +15,7 @@ from tiercut.runtime import onnx_stage
 from tiercut.runtime.onnx_stage import BackendError, OnnxStage, export_stage, onnx_stages
 
 from assignments import random_assignment
+from userzoo import UsesSize
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -238,17 +239,6 @@ def test_other_shapes_are_refused_with_the_reason(tiny, tiny_cache):
         ox[0].run({"x": x.double()})
     with pytest.raises(BackendError, match=r"input 'x' is a int, not a tensor"):
         ox[0].run({"x": 3})
-
-
-class UsesSize(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4 * 6 * 6, 5)
-
-    def forward(self, x):
-        y = self.conv(x)
-        return self.fc(y.view(y.size(0), -1))
 
 
 def test_a_size_crossing_stages_is_refused(tmp_path):

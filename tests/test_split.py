@@ -10,6 +10,7 @@ from torch import nn
 from tiercut import AssignmentError, run_stages, split, trace
 
 from assignments import assert_same, random_assignment
+from userzoo import UsesSize
 
 
 class RandomDag(nn.Module):
@@ -84,16 +85,6 @@ def test_assignment_with_unknown_or_missing_nodes():
 
 
 def test_values_that_are_not_tensors_cross_stages():
-    class UsesSize(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
-            self.fc = nn.Linear(4 * 6 * 6, 5)
-
-        def forward(self, x):
-            y = self.conv(x)
-            return self.fc(y.view(y.size(0), -1))
-
     model = UsesSize().eval()
     x = torch.randn(2, 3, 8, 8)
     graph = trace(model, x)
