@@ -10,7 +10,9 @@ medians over REQUESTS requests after a warm-up:
                 encode, reply decode (what a request pays for the hop)
   rpc         = the Infer round trip alone (no device-side encode/decode)
   transfer    = rpc minus the server's reported handling time (the Measurement's hop seconds)
-  Health rpc  = an empty unary RPC: gRPC's own floor on this machine
+  Health rpc  = an empty unary RPC: gRPC's floor for a unary call on this machine
+  stream floor= 1 KiB of bytes and 10 bytes back on a bare grpc.aio bidirectional stream (no
+                tiercut, no protobuf), what InferStream rides on: the transport's own floor
 
 The cases run in interleaved rounds; the best round's medians are the headline (the machine
 is shared, so a busy spell inflates one round), every round's figure is printed too.
@@ -19,6 +21,8 @@ Goals: 1 MiB <= 2 ms, 1 KiB <= 0.5 ms. Usage: python benchmarks/hop_overhead.py 
 """
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
@@ -63,6 +67,38 @@ MODELS = {"sink 1 MiB": "hop_overhead:sink_1m", "sink 1 KiB": "hop_overhead:sink
 GOALS = {"sink 1 MiB": 2e-3, "sink 1 KiB": 0.5e-3}
 
 
+def _echo_server(ports: "multiprocessing.Queue") -> None:
+    """A bare grpc.aio server with one bidirectional method answering 10 bytes per message."""
+    async def serve() -> None:
+        async def echo(requests, context):
+            async for message in requests:
+                yield message[:10]
+        handler = grpc.method_handlers_generic_handler(
+            "floor.Echo", {"Stream": grpc.stream_stream_rpc_method_handler(echo)})
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((handler,))
+        ports.put(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        await server.wait_for_termination()
+    asyncio.run(serve())
+
+
+def stream_floor(port: int, requests: int) -> float:
+    """Median round trip of 1 KiB on one bare bidirectional stream to the echo server."""
+    async def measure() -> float:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.stream_stream("/floor.Echo/Stream")()
+            payload, times = bytes(1024), []
+            for i in range(requests + 20):
+                t = time.perf_counter()
+                await call.write(payload)
+                await call.read()
+                times.append(time.perf_counter() - t)
+            await call.done_writing()
+            return statistics.median(times[20:])
+    return asyncio.run(measure())
+
+
 def main(requests: int = 200, rounds: int = 3) -> None:
     from tiercut.runtime import tiercut_pb2 as pb
     from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
@@ -74,7 +110,13 @@ def main(requests: int = 200, rounds: int = 3) -> None:
     print(f"loadavg before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(shared with other work: figures move with it)")
     env = {"PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ("Health rpc", *MODELS)}
+    rows: dict[str, list[tuple[float, float, float]]] = {
+        k: [] for k in ("Health rpc", "stream floor", *MODELS)}
+    ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    echo = multiprocessing.get_context("spawn").Process(target=_echo_server, args=(ports,),
+                                                        daemon=True)
+    echo.start()
+    echo_port = ports.get(timeout=60)
     with spawn(list(MODELS.values()), threads=1, env=env) as server, \
             grpc.insecure_channel(server.endpoint) as channel:
         stub = pb_grpc.TierServerStub(channel)
@@ -91,6 +133,7 @@ def main(requests: int = 200, rounds: int = 3) -> None:
                 stub.Health(pb.HealthRequest())
                 health.append(time.perf_counter() - t)
             rows["Health rpc"].append((statistics.median(health), 0.0, 0.0))
+            rows["stream floor"].append((stream_floor(echo_port, requests), 0.0, 0.0))
             for label, (client, x) in clients.items():
                 for _ in range(20):
                     client.infer(*x)
@@ -100,6 +143,7 @@ def main(requests: int = 200, rounds: int = 3) -> None:
                                     statistics.median(m.hops[0].seconds for m in ms)))
         for client, _ in clients.values():
             client.close()
+    echo.terminate()
     print(f"medians over {requests} requests; each round's figure, best round first")
     print(f"{'case':<12} {'round trip':>11} {'rpc':>9} {'transfer':>9} {'goal':>8}  "
           "rounds (trip ms)")

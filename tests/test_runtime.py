@@ -19,6 +19,7 @@ from tiercut.runtime import wire
 from tiercut.runtime.client import InputError, RemoteError, SplitClient
 from tiercut.runtime.server import serve_in_thread
 from tiercut.runtime.stageplan import PlanError, StagePlan, example_inputs, layout, model_graph
+from tiercut.runtime.stream import METHOD
 from tiercut.zoo import resolve
 
 from assignments import assert_same, chain_cut, random_assignment
@@ -228,14 +229,20 @@ def prepared(strict_server):
     channel.close()
 
 
-def _infer(stub, plan, values, plan_id=None):
+def _named(values):
+    """NamedValues for ``values``; bytes go as they are (a frame made by hand)."""
     named = []
     for name, value in values.items():
         if isinstance(value, bytes):
             named.append(pb.NamedValue(name=name, value=pb.Value(tensor=value)))
         else:
             named.extend(wire.encode_values({name: value})[0])
-    return stub.Infer(pb.InferRequest(plan_id=plan_id or plan.plan_id, values=named), timeout=30)
+    return named
+
+
+def _infer(stub, plan, values, plan_id=None):
+    return stub.Infer(pb.InferRequest(plan_id=plan_id or plan.plan_id, values=_named(values)),
+                      timeout=30)
 
 
 def _lying_frame(tensor):
@@ -279,6 +286,42 @@ def test_bad_request_is_refused_and_server_keeps_serving(prepared, case):
     reply = _infer(stub, plan, good)  # and the next good request is answered
     assert {o.name for o in reply.outputs} == {"l1", "reshape"}
     assert reply.timings[0].tier == "edge" and reply.load.served >= 1
+
+
+def test_bad_requests_on_one_stream_are_refused_in_band_and_the_stream_goes_on(prepared,
+                                                                               strict_server):
+    plan, stub, good = prepared
+    requests, expected = [], {}
+    for i, (case, (make, code, message)) in enumerate(BAD_REQUESTS.items()):
+        for rid, values, want in ((f"bad-{i}", make(good), (code, message)),
+                                  (f"good-{i}", good, None)):
+            requests.append(pb.InferRequest(plan_id=plan.plan_id, request_id=rid,
+                                            values=_named(values)))
+            expected[rid] = want
+    requests.append(pb.InferRequest(plan_id=plan.plan_id, request_id="late",
+                                    values=_named(good), timeout_s=float("nan")))
+    expected["late"] = (grpc.StatusCode.INVALID_ARGUMENT, "timeout_s nan is not a number")
+    with grpc.insecure_channel(strict_server.endpoint) as channel:
+        stream = channel.stream_stream(METHOD, request_serializer=pb.InferRequest.SerializeToString,
+                                       response_deserializer=pb.InferStreamReply.FromString)
+        answers = {a.request_id: a for a in stream(iter(requests), timeout=30)}
+        assert set(answers) == set(expected)  # every request answered, in whatever order
+        for rid, want in expected.items():
+            answer = answers[rid]
+            if want is None:
+                assert answer.code == 0 and {o.name for o in answer.reply.outputs} == \
+                    {"l1", "reshape"}
+            else:
+                assert answer.code == want[0].value[0], (rid, answer.message)
+                assert re.search(want[1], answer.message), answer.message
+        # bytes that are no InferRequest: the stream cannot tell which request they were, so
+        # it ends with INVALID_ARGUMENT; the server goes on serving
+        raw = channel.stream_stream(METHOD, request_serializer=lambda b: b,
+                                    response_deserializer=pb.InferStreamReply.FromString)
+        answers = list(raw(iter([b"\xff\xff\xff"]), timeout=30))
+        assert [a.code for a in answers] == [grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+        assert "not a valid InferRequest" in answers[0].message
+    assert _infer(stub, plan, good).outputs
 
 
 def test_unknown_plan_model_and_bad_prepare(prepared, strict_server):

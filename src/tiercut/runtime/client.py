@@ -42,10 +42,11 @@ from ..errors import TiercutError
 from . import tiercut_pb2 as pb
 from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
-from .security import ClientSecurity, open_channel
+from .security import ClientSecurity, metadata, open_channel
 from .server import MAX_MESSAGE_BYTES, channel_options, keep_freed_memory
 from ..split import assemble_output
 from .stageplan import StagePlan, layout
+from .stream import CallFailed, InferStream
 
 _FALLBACK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                    grpc.StatusCode.RESOURCE_EXHAUSTED,  # overloaded: shed, finish elsewhere
@@ -183,6 +184,7 @@ class SplitClient:
         self.security = security
         self.host_timeout_s = host_timeout_s  # bounds one host's try, so a slow one fails over
         self.client_id = client_id or uuid.uuid4().hex[:16]
+        self._metadata = metadata(security, self.client_id)  # sent with every call
         self.last_load: dict[str, wire.Load] = {}  # per host: from replies and shed answers
         hops = max(plan.stages - 1, 0)
         self.codecs = (codec,) * hops if isinstance(codec, str) else tuple(codec)
@@ -203,9 +205,8 @@ class SplitClient:
         self._pool = concurrent.futures.ThreadPoolExecutor(device_workers,
                                                            thread_name_prefix="tiercut-device")
         # channels belong to the event loop that made them: one set per loop
-        self._stubs: dict[int, tuple[asyncio.AbstractEventLoop,
-                                     dict[str, tuple[grpc.aio.Channel,
-                                                     pb_grpc.TierServerStub]]]] = {}
+        self._per_loop: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, tuple[
+            grpc.aio.Channel, pb_grpc.TierServerStub, InferStream]]]] = {}
         self._ready: set[tuple[int, str]] = set()  # (stage, host) prepared
         self._prepare_locks: dict[int, asyncio.Lock] = {}
         self._down: dict[str, float] = {}  # host -> monotonic time until which it is skipped
@@ -253,24 +254,26 @@ class SplitClient:
     # --- async API ----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        entry = self._stubs.pop(id(loop), None)
+        entry = self._per_loop.pop(id(asyncio.get_running_loop()), None)
         if entry:
-            for channel, _ in entry[1].values():
+            for channel, stub, stream in entry[1].values():
+                await stream.close()
                 await channel.close()
 
-    def _stub(self, host: str) -> pb_grpc.TierServerStub:
+    def _host(self, host: str) -> tuple[grpc.aio.Channel, pb_grpc.TierServerStub, InferStream]:
+        """The channel to ``host`` on this event loop, its stub (Prepare), and its InferStream
+        (requests go over it: stream.py)."""
         loop = asyncio.get_running_loop()
-        entry = self._stubs.get(id(loop))
+        entry = self._per_loop.get(id(loop))
         if entry is None or entry[0] is not loop:
             entry = (loop, {})
-            self._stubs[id(loop)] = entry
+            self._per_loop[id(loop)] = entry
         if host not in entry[1]:
             channel = open_channel(host, self.security,
-                                   channel_options(self.max_message_bytes) + _RECONNECT,
-                                   self.client_id)
-            entry[1][host] = (channel, pb_grpc.TierServerStub(channel))
-        return entry[1][host][1]
+                                   channel_options(self.max_message_bytes) + _RECONNECT)
+            entry[1][host] = (channel, pb_grpc.TierServerStub(channel),
+                              InferStream(channel, self._metadata))
+        return entry[1][host]
 
     def _is_down(self, host: str) -> bool:
         return time.monotonic() < self._down.get(host, 0.0)
@@ -283,6 +286,9 @@ class SplitClient:
         """Send the plan to every host of every tier, last tier first; idempotent on the
         servers. A host that cannot be reached is skipped (and skipped by requests for
         ``retry_after_s``); a tier none of whose hosts can be reached is _Unreachable."""
+        if not force and all(any((k, h) in self._ready for h in hosts)
+                             for k, hosts in enumerate(self.hosts, 1)):
+            return  # the common case, every request: each tier has a prepared host
         lock = self._prepare_locks.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
         async with lock:
             if force:
@@ -305,8 +311,8 @@ class SplitClient:
                             host)
                         continue
                     try:
-                        reply = await self._stub(host).Prepare(request,
-                                                               timeout=self._prepare_timeout())
+                        reply = await self._host(host)[1].Prepare(
+                            request, timeout=self._prepare_timeout(), metadata=self._metadata)
                     except grpc.aio.AioRpcError as exc:
                         if exc.code() in _FALLBACK_CODES:
                             self._mark_down(host)
@@ -409,25 +415,21 @@ class SplitClient:
                 timeout = left if timeout is None else min(timeout, left)
             t = time.perf_counter()
             try:
-                reply = await self._stub(host).Infer(request, timeout=timeout)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.NOT_FOUND and "unknown plan id" in (
-                        exc.details() or "") and not reprepared:
+                reply = await self._host(host)[2].infer(request, timeout)
+            except CallFailed as exc:
+                code = exc.code
+                if code == grpc.StatusCode.NOT_FOUND and "unknown plan id" in exc.details \
+                        and not reprepared:
                     reprepared = True  # a server restarted and forgot the plan: prepare again
                     self._ready.clear()
                     continue
                 if code not in _FALLBACK_CODES:
-                    raise RemoteError(code, exc.details(), host) from None
+                    raise RemoteError(code, exc.details, host) from None
                 if code == grpc.StatusCode.UNAVAILABLE:
                     self._mark_down(host)
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    for key, value in exc.trailing_metadata() or ():
-                        if key == wire.LOAD_TRAILER:
-                            load = wire.load_from_text(str(value))
-                            if load is not None:
-                                self.last_load[host] = load
-                last = _Unreachable(f"{host}: {code.name}: {exc.details()}", host)
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.load is not None:
+                    self.last_load[host] = exc.load
+                last = _Unreachable(f"{host}: {code.name}: {exc.details}", host)
                 queue.pop(0)
                 failovers += 1
                 continue

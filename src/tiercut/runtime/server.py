@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import re
 import signal
@@ -50,7 +51,9 @@ from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
 from .security import (CLIENT_ID_HEADER, ClientSecurity, ServerSecurity, check_bind,
                        open_channel)
+from .security import metadata as security_metadata
 from .stageplan import Layout, PlanError, StagePlan, input_elements, layout
+from .stream import CallFailed, InferStream
 
 MAX_MESSAGE_BYTES = 256 << 20
 _EWMA = 0.2  # weight of the newest compute time in the service-time average
@@ -201,9 +204,12 @@ class TierServer(pb_grpc.TierServerServicer):
         self._stats_lock = threading.Lock()
         self._server: grpc.aio.Server | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.TierServerStub]] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}  # to next tiers
+        self._streams: dict[tuple[str, str], InferStream] = {}  # (next tier, client)
+        self._drained: asyncio.Event | None = None
         self._serving = False
         self._prepare_lock: asyncio.Lock | None = None
+        self._forward_metadata = security_metadata(forward_security)  # the next tier's token
 
     # lifecycle
 
@@ -237,11 +243,26 @@ class TierServer(pb_grpc.TierServerServicer):
         return self.endpoint
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        """Refuse new requests, let those in flight finish (up to ``grace`` seconds), close."""
+        """Refuse new requests, let those in flight finish (up to ``grace`` seconds), close.
+
+        gRPC's own grace waits for calls to end, and an InferStream call lasts as long as its
+        caller keeps it: so wait for the requests in flight to be answered (new ones are refused
+        UNAVAILABLE meanwhile), then stop, which ends the streams; their callers open new ones
+        elsewhere or finish locally."""
         self._serving = False
         if self._server is not None:
-            await self._server.stop(grace)
-        for channel, _ in self._channels.values():
+            if self._stats.in_flight:
+                self._drained = asyncio.Event()
+                try:
+                    await asyncio.wait_for(self._drained.wait(), grace)
+                except asyncio.TimeoutError:
+                    pass  # the grace ran out: what is still running is cancelled
+            # every request is answered: end the calls that are left, the streams among them
+            await self._server.stop(0)
+        for stream in self._streams.values():
+            await stream.close()
+        self._streams.clear()
+        for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
         if self._pool is not None:
@@ -279,9 +300,97 @@ class TierServer(pb_grpc.TierServerServicer):
                                load=wire.load_to_pb(self.load()))
 
     async def Infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
-        # admission runs on the event loop before anything is decoded: no awaits until counted
         client = _client_id(context)
+        refused = self._admit(client)
+        if refused is not None:
+            code, why, load = refused
+            context.set_trailing_metadata(((wire.LOAD_TRAILER, wire.load_to_text(load)),))
+            await context.abort(code, why)
+        try:
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else time.monotonic() + remaining
+            return await self._infer(request, deadline, client)
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+        finally:
+            self._release(client)
+
+    async def InferStream(self, requests: Any, context: Any) -> None:
+        """Infer for every request on the stream, answered in completion order (stream.py).
+
+        Each request is admitted (or refused) as it is read, so load shedding counts it at
+        once; a stage that runs in microseconds on the event loop and forwards nowhere is
+        answered right there, anything else in its own task, so later requests on the stream
+        need not wait for it."""
+        client = _client_id(context)
+        write_lock = asyncio.Lock()
+        tasks: set[asyncio.Task] = set()
+
+        async def send(answer: pb.InferStreamReply) -> None:
+            async with write_lock:
+                await context.write(answer)
+
+        async def answer(request: pb.InferRequest) -> None:
+            try:
+                reply = await self._stream_answer(request, client)
+            finally:
+                self._release(client)
+            await send(reply)
+
+        try:
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                if isinstance(request, _Undecodable):  # its id is unknown: ends the stream
+                    await send(pb.InferStreamReply(code=_code(grpc.StatusCode.INVALID_ARGUMENT),
+                                                   message=request.message))
+                    break
+                refused = self._admit(client)
+                if refused is not None:
+                    code, why, load = refused
+                    await send(pb.InferStreamReply(request_id=request.request_id, code=_code(code),
+                                                   message=why, load=wire.load_to_pb(load)))
+                    continue
+                p = self._prepared.get((request.plan_id, request.stage))
+                if p is not None and p.inline and not p.next_endpoint:
+                    await answer(request)
+                else:
+                    task = asyncio.get_running_loop().create_task(answer(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            if tasks:  # the caller is done sending: answer what it sent
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:  # the call was cancelled (caller gone, server stopping)
+                task.cancel()
+
+    async def _stream_answer(self, request: pb.InferRequest,
+                             client: str) -> pb.InferStreamReply:
+        rid = request.request_id
+        timeout = request.timeout_s
+        if not (timeout >= 0 and math.isfinite(timeout)):
+            return pb.InferStreamReply(request_id=rid, code=_code(grpc.StatusCode.INVALID_ARGUMENT),
+                                       message=f"timeout_s {timeout!r} is not a number of "
+                                               "seconds >= 0 (0: no bound)")
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            return pb.InferStreamReply(request_id=rid,
+                                       reply=await self._infer(request, deadline, client))
+        except _Abort as exc:
+            return pb.InferStreamReply(request_id=rid, code=_code(exc.code), message=exc.message)
+        except Exception as exc:  # a bug must not end every other request's stream
+            return pb.InferStreamReply(request_id=rid, code=_code(grpc.StatusCode.INTERNAL),
+                                       message=f"{type(exc).__name__}: {exc}")
+
+    def _admit(self, client: str) -> tuple[grpc.StatusCode, str, wire.Load] | None:
+        """Count a request in, or say why it is refused (status, message, load): over a bound,
+        or the server is stopping. Runs on the event loop with no awaits, before anything is
+        decoded."""
         stats = self._stats
+        if not self._serving:
+            return (grpc.StatusCode.UNAVAILABLE, f"{self.endpoint} is shutting down; finish "
+                    "locally or try another host", self.load())
         held = self._per_client.get(client, 0)
         if stats.in_flight >= self.max_in_flight or held >= self.max_per_client:
             stats.shed += 1
@@ -290,23 +399,22 @@ class TierServer(pb_grpc.TierServerServicer):
                    f"{self.max_in_flight}" if stats.in_flight >= self.max_in_flight else
                    f"client {client[:64]!r} has {held} requests in flight, the most one "
                    f"client may have is {self.max_per_client}")
-            context.set_trailing_metadata(((wire.LOAD_TRAILER, wire.load_to_text(load)),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"{self.endpoint} is overloaded: {why}; finish locally or "
-                                f"try another host (load: {wire.load_to_text(load)})")
+            return (grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.endpoint} is overloaded: {why}; "
+                    f"finish locally or try another host (load: {wire.load_to_text(load)})",
+                    load)
         stats.in_flight += 1
         self._per_client[client] = held + 1
-        try:
-            return await self._infer(request, context, client)
-        except _Abort as exc:
-            await context.abort(exc.code, exc.message)
-        finally:
-            stats.in_flight -= 1
-            left = self._per_client[client] - 1
-            if left:
-                self._per_client[client] = left
-            else:
-                del self._per_client[client]
+        return None
+
+    def _release(self, client: str) -> None:
+        self._stats.in_flight -= 1
+        left = self._per_client[client] - 1
+        if left:
+            self._per_client[client] = left
+        else:
+            del self._per_client[client]
+        if not self._stats.in_flight and self._drained is not None:
+            self._drained.set()
 
     # the work
 
@@ -387,11 +495,11 @@ class TierServer(pb_grpc.TierServerServicer):
                          f"first (plans prepared here: {known})")
         return found
 
-    async def _infer(self, request: pb.InferRequest, context: Any,
+    async def _infer(self, request: pb.InferRequest, deadline: float | None = None,
                      client: str = "") -> pb.InferReply:
+        """Run this server's stage for ``request`` (forwarding what later tiers need) and build
+        the reply; ``deadline`` is time.monotonic() by which the caller gives up."""
         t0 = time.perf_counter()
-        remaining = context.time_remaining() if context is not None else None
-        deadline = None if remaining is None else time.monotonic() + remaining
         p = self._lookup(request.plan_id, request.stage)
         k, tier = p.stage, p.plan.tiers[p.stage]
         where = f"stage {k} on tier {tier!r} ({self.endpoint})"
@@ -427,7 +535,7 @@ class TierServer(pb_grpc.TierServerServicer):
                                                     forward.values, where)
             encode_s += time.perf_counter() - t
             t = time.perf_counter()
-            downstream = await self._forward(p, forward, context, where, client)
+            downstream = await self._forward(p, forward, deadline, where, client)
             forward_s = time.perf_counter() - t
         t = time.perf_counter()
         reply = pb.InferReply(request_id=request.request_id)
@@ -439,15 +547,16 @@ class TierServer(pb_grpc.TierServerServicer):
             bytes_out += wire.frame_bytes(downstream.outputs)
         with self._stats_lock:
             self._stats.served += 1
+        load = self.load()
         timing = wire.ServerTiming(
             server=self.endpoint, tier=tier, stage=k, queue_s=queue_s, compute_s=compute_s,
             decode_s=t_decoded - t0, encode_s=encode_s, forward_s=forward_s,
             total_s=time.perf_counter() - t0, bytes_in=bytes_in, bytes_forwarded=bytes_forwarded,
-            bytes_out=bytes_out, load=self.load())
+            bytes_out=bytes_out, load=load)
         reply.timings.append(wire.timing_to_pb(timing))
         if downstream is not None:
             reply.timings.extend(downstream.timings)
-        reply.load.CopyFrom(wire.load_to_pb(self.load()))
+        reply.load.CopyFrom(reply.timings[0].load)
         return reply
 
     @staticmethod
@@ -460,6 +569,18 @@ class TierServer(pb_grpc.TierServerServicer):
     async def _compute(self, p: _Prepared, values: dict[str, Any], where: str,
                        deadline: float | None = None) -> tuple[dict[str, Any], float, float]:
         stats, lock = self._stats, self._stats_lock
+        if p.inline:  # microseconds on the event loop: no queue, no worker, no bookkeeping
+            started = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    produced = p.runner.run(values)
+            except Exception as exc:
+                raise _Abort(grpc.StatusCode.INTERNAL,
+                             f"while executing {where}: {type(exc).__name__}: {exc}") from None
+            compute_s = time.perf_counter() - started
+            with lock:
+                stats.service_s = (1 - _EWMA) * stats.service_s + _EWMA * compute_s
+            return produced, 0.0, compute_s
         with lock:
             stats.waiting += 1
         queued = time.perf_counter()
@@ -486,7 +607,7 @@ class TierServer(pb_grpc.TierServerServicer):
 
         loop = asyncio.get_running_loop()
         try:
-            produced = work() if p.inline else await loop.run_in_executor(self._pool, work)
+            produced = await loop.run_in_executor(self._pool, work)
         except asyncio.CancelledError:
             unqueue()
             raise
@@ -504,36 +625,47 @@ class TierServer(pb_grpc.TierServerServicer):
                 (1 - _EWMA) * stats.service_s + _EWMA * compute_s)
         return produced, state["started"] - queued, compute_s
 
-    def _stub(self, endpoint: str) -> pb_grpc.TierServerStub:
-        if endpoint not in self._channels:
-            channel = open_channel(endpoint, self.forward_security,
-                                   channel_options(self.max_message_bytes))
-            self._channels[endpoint] = (channel, pb_grpc.TierServerStub(channel))
-        return self._channels[endpoint][1]
+    def _stream(self, endpoint: str, client: str) -> InferStream:
+        """The stream to ``endpoint`` that carries ``client``'s requests: one per client, so
+        the next tier bounds requests per client as this one does (the id travels in the
+        stream's metadata). The least recently used go beyond MAX_FORWARD_STREAMS."""
+        key = (endpoint, client)
+        found = self._streams.pop(key, None)
+        if found is None:
+            if endpoint not in self._channels:
+                self._channels[endpoint] = open_channel(endpoint, self.forward_security,
+                                                        channel_options(self.max_message_bytes))
+            metadata = self._forward_metadata + (((CLIENT_ID_HEADER, client[3:]),)
+                                                 if client.startswith("id:") else ())
+            found = InferStream(self._channels[endpoint], metadata)
+            while len(self._streams) >= MAX_FORWARD_STREAMS:
+                oldest = self._streams.pop(next(iter(self._streams)))
+                asyncio.get_running_loop().create_task(oldest.close())
+        self._streams[key] = found
+        return found
 
-    async def _forward(self, p: _Prepared, request: pb.InferRequest, context: Any,
+    async def _forward(self, p: _Prepared, request: pb.InferRequest, deadline: float | None,
                        where: str, client: str = "") -> pb.InferReply:
         """To the next tier's host, or on to its alternates when one is down or overloaded."""
-        metadata = ((CLIENT_ID_HEADER, client),) if client else None
         hosts = (p.next_endpoint, *p.next_alternates)
         for i, endpoint in enumerate(hosts):
-            timeout = context.time_remaining() if context is not None else None
+            timeout = None if deadline is None else deadline - time.monotonic()
             try:
-                return await self._stub(endpoint).Infer(request, timeout=timeout,
-                                                        metadata=metadata)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
+                return await self._stream(endpoint, client).infer(request, timeout)
+            except CallFailed as exc:
+                code = exc.code
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED) \
                         and i + 1 < len(hosts):
                     continue  # another host of the same tier may take it
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise _Abort(code, f"{where}: next tier {endpoint} is unreachable "
-                                       f"({code.name}): {exc.details()}") from None
+                                       f"({code.name}): {exc.details}") from None
                 raise _Abort(code, f"{where}: next tier {endpoint} answered {code.name}: "
-                                   f"{exc.details()}") from None
+                                   f"{exc.details}") from None
         raise AssertionError("unreachable")
 
 
+MAX_FORWARD_STREAMS = 256
 INLINE_FLOPS, INLINE_BYTES = 100_000, 64 << 10
 
 
@@ -566,8 +698,17 @@ def _add_servicer(servicer: "TierServer", server: grpc.aio.Server) -> None:
             call, request_deserializer=deserialize,
             response_serializer=reply_type.SerializeToString)
 
+    def stream_deserialize(data: bytes) -> Any:
+        try:
+            return pb.InferRequest.FromString(data)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            return _Undecodable("InferRequest", exc)
+
     handlers = {"Prepare": handler(servicer.Prepare, pb.PrepareRequest, pb.PrepareReply),
                 "Infer": handler(servicer.Infer, pb.InferRequest, pb.InferReply),
+                "InferStream": grpc.stream_stream_rpc_method_handler(
+                    servicer.InferStream, request_deserializer=stream_deserialize,
+                    response_serializer=pb.InferStreamReply.SerializeToString),
                 "Health": handler(servicer.Health, pb.HealthRequest, pb.HealthReply),
                 "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply),
                 "Probe": handler(servicer.Probe, pb.ProbeRequest, pb.ProbeReply)}
@@ -583,6 +724,10 @@ def _client_id(context: Any) -> str:
             return "id:" + text[:64]
     peer = context.peer() or ""
     return "peer:" + (peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer)[:80]
+
+
+def _code(status: grpc.StatusCode) -> int:
+    return status.value[0]
 
 
 def _tiny(lay: Layout, k: int) -> bool:

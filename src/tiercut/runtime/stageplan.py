@@ -11,6 +11,7 @@ cached per process, by plan id.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -56,9 +57,15 @@ class StagePlan:
                 "batch": self.batch}
 
     def to_json(self) -> str:
+        return self._json
+
+    # a StagePlan is immutable, so its JSON and id are computed once: every request names its
+    # plan by id, and hashing the plan per request cost more than the request's own bookkeeping
+    @functools.cached_property
+    def _json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def plan_id(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 

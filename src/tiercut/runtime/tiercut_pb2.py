@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtiercut/runtime/tiercut.proto\x12\x0ftiercut.runtime\"1\n\x08Sequence\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.tiercut.runtime.Value\"\x0b\n\tNoneValue\"\x82\x02\n\x05Value\x12\x10\n\x06tensor\x18\x01 \x01(\x0cH\x00\x12\r\n\x03int\x18\x02 \x01(\x12H\x00\x12\x0f\n\x05\x66loat\x18\x03 \x01(\x01H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12*\n\x05tuple\x18\x05 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12)\n\x04list\x18\x06 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12)\n\x04size\x18\x07 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12*\n\x04none\x18\x08 \x01(\x0b\x32\x1a.tiercut.runtime.NoneValueH\x00\x42\x06\n\x04kind\"A\n\nNamedValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.tiercut.runtime.Value\"\x87\x01\n\x04Load\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x11\n\tservice_s\x18\x03 \x01(\x01\x12\x0e\n\x06served\x18\x04 \x01(\x04\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x0c\n\x04shed\x18\x06 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x04\"y\n\x0ePrepareRequest\x12\x11\n\tplan_json\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\r\x12\x15\n\rnext_endpoint\x18\x03 \x01(\t\x12\x15\n\rforward_codec\x18\x04 \x01(\t\x12\x17\n\x0fnext_alternates\x18\x05 \x03(\t\"p\n\x0cPrepareReply\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12#\n\x04load\x18\x05 \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x93\x01\n\x0cInferRequest\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\r\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12+\n\x06values\x18\x04 \x03(\x0b\x32\x1b.tiercut.runtime.NamedValue\x12\x13\n\x0breply_codec\x18\x05 \x01(\t\x12\r\n\x05\x63odec\x18\x06 \x01(\t\"\x84\x02\n\x06Timing\x12\x0e\n\x06server\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x0f\n\x07queue_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x06 \x01(\x01\x12\x10\n\x08\x65ncode_s\x18\x07 \x01(\x01\x12\x11\n\tforward_s\x18\x08 \x01(\x01\x12\x0f\n\x07total_s\x18\t \x01(\x01\x12\x10\n\x08\x62ytes_in\x18\n \x01(\x04\x12\x17\n\x0f\x62ytes_forwarded\x18\x0b \x01(\x04\x12\x11\n\tbytes_out\x18\x0c \x01(\x04\x12#\n\x04load\x18\r \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x9d\x01\n\nInferReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07outputs\x18\x02 \x03(\x0b\x32\x1b.tiercut.runtime.NamedValue\x12(\n\x07timings\x18\x03 \x03(\x0b\x32\x17.tiercut.runtime.Timing\x12#\n\x04load\x18\x04 \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x0f\n\rHealthRequest\"\xac\x01\n\x0bHealthReply\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.tiercut.runtime.HealthReply.Status\x12\x0e\n\x06models\x18\x02 \x03(\t\x12#\n\x04load\x18\x03 \x01(\x0b\x32\x15.tiercut.runtime.Load\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\r\n\x0bLoadRequest\"\x1f\n\x0cProbeRequest\x12\x0f\n\x07padding\x18\x01 \x01(\x0c\"C\n\nProbeReply\x12\x10\n\x08received\x18\x01 \x01(\x04\x12#\n\x04load\x18\x02 \x01(\x0b\x32\x15.tiercut.runtime.Load\"0\n\tLoadReply\x12#\n\x04load\x18\x01 \x01(\x0b\x32\x15.tiercut.runtime.Load2\xeb\x02\n\nTierServer\x12I\n\x07Prepare\x12\x1f.tiercut.runtime.PrepareRequest\x1a\x1d.tiercut.runtime.PrepareReply\x12\x43\n\x05Infer\x12\x1d.tiercut.runtime.InferRequest\x1a\x1b.tiercut.runtime.InferReply\x12\x46\n\x06Health\x12\x1e.tiercut.runtime.HealthRequest\x1a\x1c.tiercut.runtime.HealthReply\x12@\n\x04Load\x12\x1c.tiercut.runtime.LoadRequest\x1a\x1a.tiercut.runtime.LoadReply\x12\x43\n\x05Probe\x12\x1d.tiercut.runtime.ProbeRequest\x1a\x1b.tiercut.runtime.ProbeReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtiercut/runtime/tiercut.proto\x12\x0ftiercut.runtime\"1\n\x08Sequence\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.tiercut.runtime.Value\"\x0b\n\tNoneValue\"\x82\x02\n\x05Value\x12\x10\n\x06tensor\x18\x01 \x01(\x0cH\x00\x12\r\n\x03int\x18\x02 \x01(\x12H\x00\x12\x0f\n\x05\x66loat\x18\x03 \x01(\x01H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12*\n\x05tuple\x18\x05 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12)\n\x04list\x18\x06 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12)\n\x04size\x18\x07 \x01(\x0b\x32\x19.tiercut.runtime.SequenceH\x00\x12*\n\x04none\x18\x08 \x01(\x0b\x32\x1a.tiercut.runtime.NoneValueH\x00\x42\x06\n\x04kind\"A\n\nNamedValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.tiercut.runtime.Value\"\x87\x01\n\x04Load\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x11\n\tin_flight\x18\x02 \x01(\r\x12\x11\n\tservice_s\x18\x03 \x01(\x01\x12\x0e\n\x06served\x18\x04 \x01(\x04\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x0c\n\x04shed\x18\x06 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x04\"y\n\x0ePrepareRequest\x12\x11\n\tplan_json\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\r\x12\x15\n\rnext_endpoint\x18\x03 \x01(\t\x12\x15\n\rforward_codec\x18\x04 \x01(\t\x12\x17\n\x0fnext_alternates\x18\x05 \x03(\t\"p\n\x0cPrepareReply\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12#\n\x04load\x18\x05 \x01(\x0b\x32\x15.tiercut.runtime.Load\"\xa6\x01\n\x0cInferRequest\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\r\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12+\n\x06values\x18\x04 \x03(\x0b\x32\x1b.tiercut.runtime.NamedValue\x12\x13\n\x0breply_codec\x18\x05 \x01(\t\x12\r\n\x05\x63odec\x18\x06 \x01(\t\x12\x11\n\ttimeout_s\x18\x07 \x01(\x01\"\x84\x02\n\x06Timing\x12\x0e\n\x06server\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\r\x12\x0f\n\x07queue_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x06 \x01(\x01\x12\x10\n\x08\x65ncode_s\x18\x07 \x01(\x01\x12\x11\n\tforward_s\x18\x08 \x01(\x01\x12\x0f\n\x07total_s\x18\t \x01(\x01\x12\x10\n\x08\x62ytes_in\x18\n \x01(\x04\x12\x17\n\x0f\x62ytes_forwarded\x18\x0b \x01(\x04\x12\x11\n\tbytes_out\x18\x0c \x01(\x04\x12#\n\x04load\x18\r \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x9d\x01\n\nInferReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07outputs\x18\x02 \x03(\x0b\x32\x1b.tiercut.runtime.NamedValue\x12(\n\x07timings\x18\x03 \x03(\x0b\x32\x17.tiercut.runtime.Timing\x12#\n\x04load\x18\x04 \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x96\x01\n\x10InferStreamReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x05reply\x18\x04 \x01(\x0b\x32\x1b.tiercut.runtime.InferReply\x12#\n\x04load\x18\x05 \x01(\x0b\x32\x15.tiercut.runtime.Load\"\x0f\n\rHealthRequest\"\xac\x01\n\x0bHealthReply\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.tiercut.runtime.HealthReply.Status\x12\x0e\n\x06models\x18\x02 \x03(\t\x12#\n\x04load\x18\x03 \x01(\x0b\x32\x15.tiercut.runtime.Load\"3\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\r\n\x0bLoadRequest\"\x1f\n\x0cProbeRequest\x12\x0f\n\x07padding\x18\x01 \x01(\x0c\"C\n\nProbeReply\x12\x10\n\x08received\x18\x01 \x01(\x04\x12#\n\x04load\x18\x02 \x01(\x0b\x32\x15.tiercut.runtime.Load\"0\n\tLoadReply\x12#\n\x04load\x18\x01 \x01(\x0b\x32\x15.tiercut.runtime.Load2\xc0\x03\n\nTierServer\x12I\n\x07Prepare\x12\x1f.tiercut.runtime.PrepareRequest\x1a\x1d.tiercut.runtime.PrepareReply\x12\x43\n\x05Infer\x12\x1d.tiercut.runtime.InferRequest\x1a\x1b.tiercut.runtime.InferReply\x12S\n\x0bInferStream\x12\x1d.tiercut.runtime.InferRequest\x1a!.tiercut.runtime.InferStreamReply(\x01\x30\x01\x12\x46\n\x06Health\x12\x1e.tiercut.runtime.HealthRequest\x1a\x1c.tiercut.runtime.HealthReply\x12@\n\x04Load\x12\x1c.tiercut.runtime.LoadRequest\x1a\x1a.tiercut.runtime.LoadReply\x12\x43\n\x05Probe\x12\x1d.tiercut.runtime.ProbeRequest\x1a\x1b.tiercut.runtime.ProbeReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,25 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPAREREPLY']._serialized_start=703
   _globals['_PREPAREREPLY']._serialized_end=815
   _globals['_INFERREQUEST']._serialized_start=818
-  _globals['_INFERREQUEST']._serialized_end=965
-  _globals['_TIMING']._serialized_start=968
-  _globals['_TIMING']._serialized_end=1228
-  _globals['_INFERREPLY']._serialized_start=1231
-  _globals['_INFERREPLY']._serialized_end=1388
-  _globals['_HEALTHREQUEST']._serialized_start=1390
-  _globals['_HEALTHREQUEST']._serialized_end=1405
-  _globals['_HEALTHREPLY']._serialized_start=1408
-  _globals['_HEALTHREPLY']._serialized_end=1580
-  _globals['_HEALTHREPLY_STATUS']._serialized_start=1529
-  _globals['_HEALTHREPLY_STATUS']._serialized_end=1580
-  _globals['_LOADREQUEST']._serialized_start=1582
-  _globals['_LOADREQUEST']._serialized_end=1595
-  _globals['_PROBEREQUEST']._serialized_start=1597
-  _globals['_PROBEREQUEST']._serialized_end=1628
-  _globals['_PROBEREPLY']._serialized_start=1630
-  _globals['_PROBEREPLY']._serialized_end=1697
-  _globals['_LOADREPLY']._serialized_start=1699
-  _globals['_LOADREPLY']._serialized_end=1747
-  _globals['_TIERSERVER']._serialized_start=1750
-  _globals['_TIERSERVER']._serialized_end=2113
+  _globals['_INFERREQUEST']._serialized_end=984
+  _globals['_TIMING']._serialized_start=987
+  _globals['_TIMING']._serialized_end=1247
+  _globals['_INFERREPLY']._serialized_start=1250
+  _globals['_INFERREPLY']._serialized_end=1407
+  _globals['_INFERSTREAMREPLY']._serialized_start=1410
+  _globals['_INFERSTREAMREPLY']._serialized_end=1560
+  _globals['_HEALTHREQUEST']._serialized_start=1562
+  _globals['_HEALTHREQUEST']._serialized_end=1577
+  _globals['_HEALTHREPLY']._serialized_start=1580
+  _globals['_HEALTHREPLY']._serialized_end=1752
+  _globals['_HEALTHREPLY_STATUS']._serialized_start=1701
+  _globals['_HEALTHREPLY_STATUS']._serialized_end=1752
+  _globals['_LOADREQUEST']._serialized_start=1754
+  _globals['_LOADREQUEST']._serialized_end=1767
+  _globals['_PROBEREQUEST']._serialized_start=1769
+  _globals['_PROBEREQUEST']._serialized_end=1800
+  _globals['_PROBEREPLY']._serialized_start=1802
+  _globals['_PROBEREPLY']._serialized_end=1869
+  _globals['_LOADREPLY']._serialized_start=1871
+  _globals['_LOADREPLY']._serialized_end=1919
+  _globals['_TIERSERVER']._serialized_start=1922
+  _globals['_TIERSERVER']._serialized_end=2370
 # @@protoc_insertion_point(module_scope)
