@@ -9,7 +9,8 @@ import typer
 from typer.testing import CliRunner
 
 from test_planner import three_tiers
-from tiercut.adapt.policies import FrameRateError, PolicyError, parse_policies
+from tiercut.adapt.policies import (FrameRateError, LyapunovPolicy, PolicyError, candidates,
+                                    parse_policies)
 from tiercut.link.traces import BandwidthTrace, TraceFileError, load_trace
 from tiercut.planner import Host, Scenario, parse_link, plan
 from tiercut.planner.table import build_table, with_device_bandwidth
@@ -114,6 +115,20 @@ def test_lyapunov_larger_v_less_energy_longer_queues():
         out.append((s["energy_j_per_request"], s["mean_s"]))
     assert out[1][0] < out[0][0]
     assert out[1][1] > out[0][1]
+
+
+def test_lyapunov_sees_the_queue_on_the_devices_return_link():
+    # at 10 Mbit/s the cheapest option offloads and gets back more bits than it sends: the
+    # downlink is its bottleneck, over a request's period. A policy blind to that queue keeps
+    # choosing it and the latency grows without bound (minutes by the end of this run)
+    sc = three_tiers(0)
+    wide = prepare(sc, BandwidthTrace((0.0, 1.0), (0.5e6, 200e6)))
+    setup = prepare(sc, BandwidthTrace((0.0,), (10e6,)))
+    policy = LyapunovPolicy(sc, candidates(wide.setting.table), 1.0, 10e6)
+    cheapest = min(policy.options(10e6), key=lambda o: o[0])
+    assert cheapest[1] > 0.9
+    r = setup.simulator.run(policy, Arrivals("periodic", 1 / 0.9), 1800.0)
+    assert r.latency_s[len(r.latency_s) // 2:].mean() < 3.0
 
 
 def test_dads_reports_unreachable_frame_rate():

@@ -68,16 +68,16 @@ class BandwidthEstimator:
             return self.estimate_bps
         self.samples.append((bits, seconds))
         self.last_t = now
-        rates = sorted(b / s for b, s in self.samples)
+        rates = sorted([b / s for b, s in self.samples])
         n = len(rates)
         median = rates[n // 2] if n % 2 else math.sqrt(rates[n // 2 - 1] * rates[n // 2])
-        keep = [(b, s) for b, s in self.samples
-                if median / self.outlier <= b / s <= median * self.outlier]
+        low, high = median / self.outlier, median * self.outlier
+        keep = [(b, s) for b, s in self.samples if low <= b / s <= high]
         if not keep:  # two samples far apart: no majority yet, trust the newer
             keep = [self.samples[-1]]
-        estimate = sum(b for b, _ in keep) / sum(s for _, s in keep)
+        estimate = sum([b for b, _ in keep]) / sum([s for _, s in keep])
         newest = bits / seconds
-        if newest < median / self.outlier:  # a large drop: act on it now (see above)
+        if newest < low:  # a large drop: act on it now (see above)
             estimate = min(estimate, newest)
         self.estimate_bps = estimate
         return self.estimate_bps

@@ -116,6 +116,7 @@ class LoadAwarePolicy(AdaptivePolicy):
         super().__init__(table, initial_bps, estimator, probe_every_s)
         self.load = load or LoadEstimator()
         self._key = None
+        self._raw = None  # (bandwidth, load factor) that gave ``_key``
 
     def observe(self, obs: Observation) -> None:
         super().observe(obs)
@@ -123,7 +124,11 @@ class LoadAwarePolicy(AdaptivePolicy):
             self.load.add(obs.load)
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
-        key = (self.bandwidth.estimate_bps, round(self.load.factor, 3))
+        bw, factor = self.bandwidth.estimate_bps, self.load.factor
+        if (bw, factor) == self._raw:  # most requests: neither estimate has moved
+            return self._plan
+        self._raw = (bw, factor)
+        key = (bw, round(factor, 3))
         if key != self._key:
             self._key, self._plan = key, self.table.best(key[0], key[1])
         return self._plan
@@ -213,6 +218,7 @@ class LyapunovPolicy(Policy):
         self.power_c, self.power_r = device_powers(scenario)
         self.bandwidth = BandwidthEstimator(initial_bps)
         self.probe_every_s = _check_probe(probe_every_s)
+        self._grid = self._option_grid()
         self._at = None
         self._lines: list[tuple[float, float, _Option]] = []
         self._breaks: list[float] = []
@@ -220,30 +226,42 @@ class LyapunovPolicy(Policy):
     def observe(self, obs: Observation) -> None:
         self.bandwidth.observe(obs)
 
-    def options(self, bw: float) -> list[tuple[float, float, _Option]]:
-        """(energy J, device seconds, option) for every plan × speed × sending fraction."""
-        out = []
+    def _option_grid(self) -> list[tuple[_Option, float, float, float, float, float]]:
+        """Every plan × speed × sending fraction with the parts of its energy and device time
+        that do not depend on the bandwidth: (option, P_c·s·f², P_r·r·bits, s/f, bits, r), s
+        the plan's device compute at speed 1. The envelope is redrawn whenever the bandwidth
+        estimate moves, so this is done once."""
+        grid = []
         for c in self.candidates:
             for f in self.speeds:
                 for r in self.fractions:
                     if c.device_bits == 0 and r != 1.0:
                         continue
-                    energy = self.power_c * c.device_s * f * f + self.power_r * r * c.device_bits / bw
-                    busy = c.device_s / f + c.device_bits / (r * bw)
-                    out.append((energy, busy, _Option(c.plan, f, r)))
-        return out
+                    grid.append((_Option(c.plan, f, r), self.power_c * c.device_s * f * f,
+                                 self.power_r * r * c.device_bits, c.device_s / f,
+                                 c.device_bits, r))
+        return grid
+
+    def options(self, bw: float) -> list[tuple[float, float, _Option]]:
+        """(energy J, device seconds, option) for every plan × speed × sending fraction:
+        energy P_c·s·f² + P_r·r·bits/bw, device time s/f + bits/(r·bw)."""
+        return [(compute_j + radio / bw, compute_s + bits / (r * bw), o)
+                for o, compute_j, radio, compute_s, bits, r in self._grid]
 
     def _envelope(self, bw: float) -> None:
         """Lower envelope over Q >= 0 of the lines V·energy + Q·busy (convex hull trick)."""
-        lines = sorted(self.options(bw), key=lambda o: (-o[1], self.V * o[0]))
-        hull: list[tuple[float, float, _Option]] = []  # slopes (busy) decreasing
+        options = self.options(bw)
+        # (-slope, intercept, index): sorted by slope (busy) decreasing, then intercept; the
+        # index keeps equal lines in the options' order, as a stable sort by the two would
+        lines = sorted([(-b, self.V * e, i) for i, (e, b, _) in enumerate(options)])
+        hull: list[tuple[float, float, int]] = []  # (intercept, slope, index), slopes decreasing
         breaks: list[float] = []
-        for e, b, o in lines:
-            a = self.V * e
+        for minus_b, a, i in lines:
+            b = -minus_b
             if hull and hull[-1][1] == b:
                 continue  # same slope, higher intercept (sorted)
             while hull:
-                a0, b0 = self.V * hull[-1][0], hull[-1][1]
+                a0, b0, _ = hull[-1]
                 x = (a - a0) / (b0 - b)  # where the new line gets cheaper
                 if breaks and x <= breaks[-1]:
                     hull.pop()
@@ -254,10 +272,10 @@ class LyapunovPolicy(Policy):
                     continue
                 breaks.append(x)
                 break
-            hull.append((e, b, o))
+            hull.append((a, b, i))
             if len(hull) == 1:
                 breaks.clear()
-        self._lines, self._breaks = hull, breaks
+        self._lines, self._breaks = [options[i] for _, _, i in hull], breaks
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
         bw = self.bandwidth.estimate_bps
@@ -277,31 +295,63 @@ class OraclePolicy(Policy):
     def __init__(self, candidates: Sequence[Plan], timeline, costs: Callable[[Plan], PlanCost]):
         self.candidates = [costs(p) for p in candidates]
         self.timeline = timeline
+        self._walks = [_walk(c) for c in self.candidates]
+        # per trace rate (a trace has few): the best candidate, the slowest one's latency
+        self._at_rate: dict[float, tuple[Plan, float]] = {}
         self._seg_end, self._rate, self._best, self._worst = -1.0, None, None, 0.0
 
     def exact(self, c: PlanCost, now: float) -> float:
+        """Latency of ``c`` started at ``now`` with nothing queued, the trace integrated."""
+        return self._walk_time(_walk(c), now)
+
+    def _walk_time(self, walk: tuple[tuple[float, float], ...], now: float) -> float:
+        finish = self.timeline.finish
         x = now
-        for kind, _, seconds, bits, held in c.steps:
-            if kind == CPU:
-                x += seconds
-            elif kind == TRACE_LINK:
-                x = self.timeline.finish(x, bits) + seconds
-            else:
-                x += held + seconds
+        for bits, seconds in walk:
+            if bits > 0.0:
+                x = finish(x, bits)
+            x += seconds
         return x - now
 
+    def _constant_rate(self, rate: float) -> tuple[Plan, float]:
+        """The best candidate at a constant ``rate`` and the slowest candidate's latency."""
+        if rate not in self._at_rate:
+            costs = [(c.latency_at(rate), c) for c in self.candidates]
+            self._at_rate[rate] = (min(costs, key=lambda x: x[0])[1].plan,
+                                   max(lat for lat, _ in costs))
+        return self._at_rate[rate]
+
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
-        if now + self._worst <= self._seg_end and self.timeline.rate_at(now) == self._rate:
-            return self._best
         rate = self.timeline.rate_at(now)
-        end = self.timeline.constant_until(now)
-        costs = [(c.latency_at(rate) if rate > 0 else math.inf, c) for c in self.candidates]
-        best = min(costs, key=lambda x: x[0])
-        if rate > 0 and all(now + lat <= end for lat, _ in costs):
-            self._seg_end, self._rate, self._best = end, rate, best[1].plan
-            self._worst = max(lat for lat, _ in costs)
-            return best[1].plan
-        return min(self.candidates, key=lambda c: self.exact(c, now)).plan
+        if now + self._worst <= self._seg_end and rate == self._rate:
+            return self._best
+        if rate > 0:
+            # every candidate ends before the rate changes: the constant-rate latencies are
+            # exact (rounding is monotone, so testing the slowest tests them all)
+            end = self.timeline.constant_until(now)
+            best, worst = self._constant_rate(rate)
+            if now + worst <= end:
+                self._seg_end, self._rate, self._best, self._worst = end, rate, best, worst
+                return best
+        # the rate changes under some candidate: walk each through the trace; the first
+        # fastest wins, as min() would pick it
+        times = [self._walk_time(w, now) for w in self._walks]
+        return self.candidates[times.index(min(times))].plan
+
+
+def _walk(c: PlanCost) -> tuple[tuple[float, float], ...]:
+    """A plan's steps with nothing queued, as (bits over the device's link at the trace's
+    rate, then seconds to add); steps that would add nothing are left out (adding 0.0 or
+    sending 0 bits leaves the time as it is, bit for bit)."""
+    walk = []
+    for kind, _, seconds, bits, held in c.steps:
+        if kind == CPU:
+            walk.append((0.0, seconds))
+        elif kind == TRACE_LINK:
+            walk.append((bits, seconds))
+        else:
+            walk.append((0.0, held + seconds))
+    return tuple((b, s) for b, s in walk if b > 0.0 or s != 0.0)
 
 
 @dataclass

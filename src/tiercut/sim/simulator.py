@@ -21,18 +21,20 @@ Probes are not charged to the link's queue or to the energy.
 from __future__ import annotations
 
 import heapq
+from array import array
 import math
 import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..adapt.estimators import Observation
 from ..errors import TiercutError
 from ..link.traces import BandwidthTrace
+from ..planner.plan import Plan
 from ..planner.scenario import Scenario
 from .costs import CPU, TRACE_LINK, Costs, device_powers
 from .timeline import Timeline
@@ -122,6 +124,81 @@ class RunResult:
         }
 
 
+# What a compiled step does to the request's clock x (see _Servers.compile): each is decided
+# once per plan, so that the inner loop does not look at kinds, flags and zero amounts again.
+HOLD = 0  # hold the resource for ``hold`` seconds (first come, first served), then ``after``
+DEVICE_CPU = 1  # HOLD with the device's compute divided by the policy's speed setting
+LOADED_CPU = 2  # HOLD with the watched tier's compute times its load factor at the start
+TRANSFER = 3  # carry ``bits`` over the device's link at the trace's rate, then ``after``
+DELAY = 4  # only ``after``: no resource held (latency, codecs, an empty transfer)
+
+
+class _Compiled(NamedTuple):
+    steps: tuple[tuple[int, int, float, float, float], ...]  # (op, resource, hold, after, bits)
+    cut: int  # index into the run's ``cuts``
+    device_s: float  # compute on the device at speed 1 (for the energy)
+    link_bits: float  # bits over the device's link per request (for the observation)
+    plan: Plan  # kept so that its id() is not reused while the run holds it
+
+
+class _Servers:
+    """The first-come-first-served resources of one run: when each is next free, and the
+    plans compiled onto them (by the plan's id, as the policies hand out the same objects)."""
+
+    def __init__(self, sim: "Simulator", loaded: bool):
+        self.sim, self.loaded = sim, loaded
+        self.free: list[float] = []  # per resource index: when it is next free
+        self.index: dict[str, int] = {}
+        self.uplink = -1  # resource of the device's first forward link (observed transfers)
+        self.device_cpu = -1
+        # the device's link resources, both ways and to any first host: with the device's
+        # compute, what a request arriving now waits behind (the backlog the policies see)
+        self.device_links: list[int] = []
+        self.cuts: list[str] = []  # placement of each plan used, in order of first use
+        self.compiled: dict[int, _Compiled] = {}
+
+    def resource(self, name: str) -> int:
+        if name not in self.index:
+            self.index[name] = len(self.free)
+            self.free.append(0.0)
+        return self.index[name]
+
+    def compile(self, p: Plan) -> _Compiled:
+        """``p``'s cost steps as the run's loop takes them (the ops above), its resources
+        given indices into ``free``."""
+        cost = self.sim.costs(p)
+        steps = []
+        link_bits = 0.0
+        for kind, name, seconds, bits, held in cost.steps:
+            rid = self.resource(name)  # every resource is known, even one a step never holds
+            if kind == CPU:
+                if name in self.sim.device_cpu:
+                    self.device_cpu = rid
+                    op = DEVICE_CPU
+                elif name in self.sim.load_hosts and self.loaded:
+                    op = LOADED_CPU
+                else:
+                    op = HOLD
+                if seconds != 0.0:  # no compute: no wait either
+                    steps.append((op, rid, seconds, 0.0, 0.0))
+            elif kind == TRACE_LINK:
+                if self.uplink < 0:  # forward hops come first
+                    self.uplink = rid
+                if rid not in self.device_links:
+                    self.device_links.append(rid)
+                link_bits += bits
+                steps.append((TRANSFER, rid, 0.0, seconds, bits) if bits > 0.0
+                             else (DELAY, rid, 0.0, seconds, 0.0))
+            else:
+                steps.append((HOLD, rid, held, seconds, 0.0) if held > 0.0
+                             else (DELAY, rid, 0.0, seconds, 0.0))
+        if cost.cut not in self.cuts:
+            self.cuts.append(cost.cut)
+        c = self.compiled[id(p)] = _Compiled(tuple(steps), self.cuts.index(cost.cut),
+                                             cost.device_s, link_bits, p)
+        return c
+
+
 class Simulator:
     """One scenario, one device-link trace (and optionally a load trace of ``load_tier``)."""
 
@@ -139,37 +216,70 @@ class Simulator:
         self.costs = costs or Costs(scenario)
         self.power_c, self.power_r = device_powers(scenario)
 
+    def _probe(self, policy: "Policy", t: float, every: float, free: list[float],
+               uplink: int) -> None:
+        """The idle probes due by ``t`` (one each ``every`` seconds): each starts when due and
+        the uplink is free, and is observed if it has ended by ``t``."""
+        finish = self.timeline.finish
+        s = max(policy.next_probe(), t - MAX_PROBES * every)
+        for _ in range(MAX_PROBES):
+            if s > t:
+                break
+            if s < 0.0:
+                s = 0.0
+            if uplink >= 0 and free[uplink] > s:
+                s = free[uplink]
+            e = finish(s, PROBE_BITS)
+            if e > t:
+                break
+            policy.observe(Observation(e, PROBE_BITS, e - s))
+            s = policy.next_probe()
+
     def run(self, policy: "Policy", arrivals: Arrivals | np.ndarray, duration_s: float,
             seed: int = 0, deadline_s: float | None = None) -> RunResult:
+        # The loop below runs once per request, so it keeps what it needs in local variables
+        # and does per plan (``_Servers.compile``) whatever does not depend on the request.
         times = arrivals if isinstance(arrivals, np.ndarray) else arrivals.times(duration_s, seed)
         times_list = times.tolist()
         n = len(times_list)
-        latency = [0.0] * n
-        energy = [0.0] * n
+        # per request, as C doubles: a list would keep two float objects alive per request
+        latency = array("d", bytes(8 * n))
+        energy = array("d", bytes(8 * n))
         index = [0] * n
-        resources: dict[str, int] = {}
-        free: list[float] = []
-        compiled: dict[int, tuple] = {}
-        cuts: list[str] = []
         finish = self.timeline.finish
         load_at = self.load.rate_at if self.load is not None else None
+        servers = _Servers(self, load_at is not None)
+        free, compiled = servers.free, servers.compiled
+        uplink = device_cpu = -1  # copies of servers' (set when a plan is first compiled)
+        device_links: list[int] = servers.device_links
         pc, pr = self.power_c, self.power_r
         observes = policy.observes
         every = policy.probe_every_s if observes else math.inf
         probes = math.isfinite(every)
+        # the policy hears of a finished request or a transfer under way only at a later
+        # arrival: what ends (or starts) after the last one can never be told, so it is not
+        # queued (under overload that is most requests, and their records cost memory and time)
+        horizon = max(times_list, default=0.0)
+        # finished requests, delivered to the policy in completion order: (end, k, bits,
+        # seconds, load); the Observation is only built when it is delivered
         pending: list = []
         sending: deque = deque()  # (start, end, bits) on the device's uplink, in order
         told = 0.0  # how long the head of ``sending`` was under way when last told
-        uplink = -1  # resource of the device's first forward link, for the backlog
-        device_cpu = -1
         last = None
+        steps: tuple = ()
+        cut = 0
+        device_s = link_bits = 0.0
         switches = missed = 0
         why = ""
+        heappush, heappop = heapq.heappush, heapq.heappop
         start_wall = time.perf_counter()
         for k in range(n):
             t = times_list[k]
             while pending and pending[0][0] <= t:
-                policy.observe(heapq.heappop(pending)[2])
+                end, _, bits, seconds, load = heappop(pending)
+                if load is None and load_at is not None:
+                    load = load_at(end)  # the server's Load reply
+                policy.observe(Observation(end, bits, seconds, load))
             if sending:
                 while sending and sending[0][1] <= t:
                     sending.popleft()
@@ -179,97 +289,58 @@ class Simulator:
                     told = t - s0
                     policy.observe(Observation(t, b0, told, done=False))
             if probes and policy.next_probe() <= t:
-                s = max(policy.next_probe(), t - MAX_PROBES * every)
-                for _ in range(MAX_PROBES):
-                    if s > t:
-                        break
-                    if s < 0.0:
-                        s = 0.0
-                    if uplink >= 0 and free[uplink] > s:
-                        s = free[uplink]
-                    e = finish(s, PROBE_BITS)
-                    if e > t:
-                        break
-                    policy.observe(Observation(e, PROBE_BITS, e - s))
-                    s = policy.next_probe()
+                self._probe(policy, t, every, free, uplink)
             backlog = 0.0
             if device_cpu >= 0 and free[device_cpu] > t:
                 backlog += free[device_cpu] - t
-            if uplink >= 0 and free[uplink] > t:
-                backlog += free[uplink] - t
+            for rid in device_links:
+                if free[rid] > t:
+                    backlog += free[rid] - t
             p = policy.next_plan(t, backlog)
             if policy.unreachable:
                 missed += 1
                 why = policy.unreachable
             c = compiled.get(id(p))
             if c is None:
-                cost = self.costs(p)
-                steps = []
-                for kind, res, seconds, bits, held in cost.steps:
-                    if res not in resources:
-                        resources[res] = len(free)
-                        free.append(0.0)
-                    flag = 1 if res in self.device_cpu else (2 if res in self.load_hosts else 0)
-                    steps.append((kind, resources[res], seconds, bits, held, flag))
-                    if kind == TRACE_LINK and uplink < 0:  # forward hops come first
-                        uplink = resources[res]
-                    if flag == 1:
-                        device_cpu = resources[res]
-                if cost.cut not in cuts:
-                    cuts.append(cost.cut)
-                c = compiled[id(p)] = (tuple(steps), cuts.index(cost.cut), cost.device_s, p)
+                c = servers.compile(p)
+                uplink, device_cpu = servers.uplink, servers.device_cpu
+                device_links = servers.device_links
             if c is not last:
-                if last is not None and c[1] != last[1]:
+                if last is not None and c.cut != last.cut:
                     switches += 1
                 last = c
+                steps, cut, device_s, link_bits = c.steps, c.cut, c.device_s, c.link_bits
             speed, frac = policy.speed, policy.send_fraction
             x = t
             tx = 0.0
             seen_load = None
-            for kind, rid, seconds, bits, held, flag in c[0]:
-                if kind == CPU:
-                    if seconds == 0.0:
-                        continue
-                    if flag == 1:
-                        seconds /= speed
-                    elif flag == 2 and load_at is not None:
-                        seen_load = load_at(x)
-                        seconds *= seen_load
+            for op, rid, hold, after, bits in steps:
+                if op == TRANSFER:
                     f = free[rid]
-                    x = (f if f > x else x) + seconds
+                    s = f if f > x else x
+                    x = finish(s, bits / frac)
+                    tx += x - s
                     free[rid] = x
-                elif kind == TRACE_LINK:
-                    if bits > 0.0:
-                        f = free[rid]
-                        s = f if f > x else x
-                        x = finish(s, bits / frac)
-                        tx += x - s
-                        free[rid] = x
-                        if rid == uplink and observes:
-                            sending.append((s, x, bits))
-                    x += seconds
-                else:
-                    if held > 0.0:
-                        f = free[rid]
-                        x = (f if f > x else x) + held
-                        free[rid] = x
-                    x += seconds
+                    if rid == uplink and observes and s <= horizon:
+                        sending.append((s, x, bits))
+                elif op != DELAY:
+                    if op == DEVICE_CPU:
+                        hold /= speed
+                    elif op == LOADED_CPU:
+                        seen_load = load_at(x)
+                        hold *= seen_load
+                    f = free[rid]
+                    x = (f if f > x else x) + hold
+                    free[rid] = x
+                x += after
             latency[k] = x - t
-            energy[k] = pc * c[2] * speed * speed + pr * tx * frac * frac
-            index[k] = c[1]
-            if observes:
-                if tx > 0.0:
-                    bits_total = 0.0
-                    for step in c[0]:
-                        if step[0] == TRACE_LINK:
-                            bits_total += step[3]
-                    obs = Observation(x, bits_total, tx * frac, seen_load)
-                else:  # nothing crossed the link: the idle probes tell the rate
-                    obs = Observation(x, 0.0, 0.0, seen_load)
-                if seen_load is None and load_at is not None:
-                    obs.load = load_at(x)  # the server's Load reply
-                heapq.heappush(pending, (x, k, obs))
+            energy[k] = pc * device_s * speed * speed + pr * tx * frac * frac
+            index[k] = cut
+            if observes and x <= horizon:
+                # when nothing crossed the link, no rate: the idle probes tell it
+                heappush(pending, (x, k, link_bits, tx * frac, seen_load) if tx > 0.0
+                         else (x, k, 0.0, 0.0, seen_load))
         wall = time.perf_counter() - start_wall
         notes = [f"goal unreachable for {missed} of {n} requests, e.g. {why}"] if missed else []
         return RunResult(policy.name, times, np.asarray(latency), np.asarray(energy),
-                         np.asarray(index), cuts, switches, wall, deadline_s, notes)
+                         np.asarray(index), servers.cuts, switches, wall, deadline_s, notes)
