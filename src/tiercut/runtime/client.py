@@ -17,7 +17,9 @@ over the same way. Only when every host fails does the request finish locally.
 ``security`` (security.ClientSecurity: CA, client certificate, token) makes every channel TLS
 and sends the token on every call; each client sends its own ``tiercut-client-id``.
 
-Transfer time of a hop, as measured: the sender's round trip of the Infer RPC minus the
+Requests go over one InferStream call per host (stream.py), Prepare as a unary call.
+
+Transfer time of a hop, as measured: the sender's round trip of the Infer request minus the
 receiver's reported handling time (``Timing.total_s``: from receiving the request to having the
 reply ready, which includes its decode, compute, forwarding and encode). What remains is the
 transport both ways: serialisation in gRPC, the network out and back, and the reply's trip.

@@ -6,6 +6,9 @@ never anything received). ``Prepare`` sends it a plan once; it builds and caches
 checks them (names, shapes, dtypes) before running anything, runs its stage on a bounded
 worker pool so the event loop keeps serving, forwards what later stages need to the next tier,
 and returns the model outputs known after the chain with every server's timings and load.
+``InferStream`` does the same for many requests on one long-lived call (what SplitClient and
+forwarding tiers use, stream.py): each request is answered in-band with its reply or the
+status the unary ``Infer`` would have given, and a bad request does not end the stream.
 
 Errors map to gRPC status codes (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE,
 INTERNAL) with a message naming the value, plan or endpoint; the server keeps serving.
@@ -15,8 +18,8 @@ Hostile clients and overload (docs: security.py for TLS and the token):
   every tensor frame is checked against ``limits`` (elements, bytes, ndim) before allocation.
 - ``max_in_flight`` bounds the Infer requests being handled at once (decoding, queued for a
   worker, computing or forwarding): one more is answered RESOURCE_EXHAUSTED at once, with the
-  server's load in the message and in the ``tiercut-load`` trailer, so the client can finish
-  locally or re-plan. The queue for compute workers is therefore at most
+  server's load in the message and in the ``tiercut-load`` trailer (on a stream, in the
+  answer's ``load``), so the client can finish locally or re-plan. The queue for compute workers is therefore at most
   ``max_in_flight - workers`` long.
 - ``max_per_client`` bounds the requests of one client in flight. A client is named by its
   ``tiercut-client-id`` metadata (SplitClient sends one per instance; a forwarding tier passes
@@ -24,7 +27,8 @@ Hostile clients and overload (docs: security.py for TLS and the token):
   authenticated: it shares capacity fairly among cooperating clients; ``max_in_flight`` is
   what protects the server.
 - a request whose deadline passes while it waits for a worker is dropped unrun
-  (DEADLINE_EXCEEDED, counted in ``Load.expired``).
+  (DEADLINE_EXCEEDED, counted in ``Load.expired``); on a stream the deadline is the request's
+  ``timeout_s``.
 """
 from __future__ import annotations
 
