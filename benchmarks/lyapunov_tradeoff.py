@@ -34,7 +34,7 @@ from test_planner import three_tiers  # noqa: E402
 
 from tiercut.adapt.policies import LyapunovPolicy, candidates  # noqa: E402
 from tiercut.link.traces import BandwidthTrace  # noqa: E402
-from tiercut.sim.costs import CPU, TRACE_LINK, device_powers  # noqa: E402
+from tiercut.sim.costs import CPU, TRACE_LINK  # noqa: E402
 from tiercut.sim.run import prepare  # noqa: E402
 from tiercut.sim.simulator import Arrivals  # noqa: E402
 
@@ -44,26 +44,22 @@ ARRIVALS = 8000
 VS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def stable_minimum(costs, speeds, fractions, bandwidth: float, period: float,
-                   powers: tuple[float, float]) -> float:
-    """Least mean energy per request over mixes of (plan, speed, sending fraction) whose mean
-    busy time on every resource is at most ``period`` (scipy's linprog)."""
+def stable_minimum(policy: LyapunovPolicy, bandwidth: float, period: float) -> float:
+    """Least mean energy per request over mixes of the policy's options (plan, speed, sending
+    fraction) whose mean busy time on every resource is at most ``period`` (scipy's linprog)."""
     from scipy.optimize import linprog
 
-    pc, pr = powers
     energies, usages = [], []
-    for c in costs:
-        for f in speeds:
-            for r in fractions:
-                if c.device_bits == 0 and r != 1.0:
-                    continue
-                use: dict[str, float] = {}
-                for kind, name, seconds, bits, held in c.steps:
-                    busy = (seconds / f if name == c.steps[0][1] else seconds) if kind == CPU \
-                        else bits / (r * bandwidth) if kind == TRACE_LINK else held
-                    use[name] = use.get(name, 0.0) + busy
-                energies.append(pc * c.device_s * f * f + pr * r * c.device_bits / bandwidth)
-                usages.append(use)
+    for energy, _, o in policy.options(bandwidth):
+        use: dict[str, float] = {}
+        for j, (kind, name, seconds, bits, held) in enumerate(policy.costs(o.plan).steps):
+            if kind == CPU:  # step 0 is the device's compute, slowed by the speed setting
+                busy = seconds / o.speed if j == 0 else seconds
+            else:
+                busy = bits / (o.fraction * bandwidth) if kind == TRACE_LINK else held
+            use[name] = use.get(name, 0.0) + busy
+        energies.append(energy)
+        usages.append(use)
     names = sorted({n for u in usages for n in u})
     rows = [[u.get(n, 0.0) for u in usages] for n in names]
     best = linprog(energies, A_ub=rows, b_ub=[period] * len(names),
@@ -78,15 +74,15 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("lyapunov_tradeoff.png")
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out/lyapunov_tradeoff.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     sc = three_tiers(0)
     wide = prepare(sc, BandwidthTrace((0.0, 1.0), (0.5e6, 200e6)))  # every plan of the table
     plans = candidates(wide.setting.table)
     setup = prepare(sc, BandwidthTrace((0.0,), (BANDWIDTH,)))
     policy = LyapunovPolicy(sc, plans, 1.0, BANDWIDTH)
     options = [(e, b) for e, b, _ in policy.options(BANDWIDTH)]
-    e_star = stable_minimum(policy.candidates, policy.speeds, policy.fractions, BANDWIDTH,
-                            PERIOD, device_powers(sc))
+    e_star = stable_minimum(policy, BANDWIDTH, PERIOD)
     cheapest = min(options)
     print(f"{len(options)} options; the cheapest spends {cheapest[0] * 1e3:.1f} mJ in "
           f"{cheapest[1]:.2f} s of device compute and link time; one request per {PERIOD} s; "

@@ -258,8 +258,8 @@ class SplitClient:
     async def aclose(self) -> None:
         entry = self._per_loop.pop(id(asyncio.get_running_loop()), None)
         if entry:
-            for channel, stub, stream in entry[1].values():
-                await stream.close()
+            for channel, _, stream in entry[1].values():
+                stream.close()
                 await channel.close()
 
     def _host(self, host: str) -> tuple[grpc.aio.Channel, pb_grpc.TierServerStub, InferStream]:

@@ -264,7 +264,7 @@ class TierServer(pb_grpc.TierServerServicer):
             # every request is answered: end the calls that are left, the streams among them
             await self._server.stop(0)
         for stream in self._streams.values():
-            await stream.close()
+            stream.close()
         self._streams.clear()
         for channel in self._channels.values():
             await channel.close()
@@ -573,7 +573,7 @@ class TierServer(pb_grpc.TierServerServicer):
     async def _compute(self, p: _Prepared, values: dict[str, Any], where: str,
                        deadline: float | None = None) -> tuple[dict[str, Any], float, float]:
         stats, lock = self._stats, self._stats_lock
-        if p.inline:  # microseconds on the event loop: no queue, no worker, no bookkeeping
+        if p.inline:  # microseconds on the event loop: no queue, no worker thread
             started = time.perf_counter()
             try:
                 with torch.inference_mode():
@@ -582,8 +582,7 @@ class TierServer(pb_grpc.TierServerServicer):
                 raise _Abort(grpc.StatusCode.INTERNAL,
                              f"while executing {where}: {type(exc).__name__}: {exc}") from None
             compute_s = time.perf_counter() - started
-            with lock:
-                stats.service_s = (1 - _EWMA) * stats.service_s + _EWMA * compute_s
+            self._record_service(compute_s)
             return produced, 0.0, compute_s
         with lock:
             stats.waiting += 1
@@ -624,10 +623,15 @@ class TierServer(pb_grpc.TierServerServicer):
                          f"{where}: the request's deadline passed while it waited for a "
                          "worker; dropped without running it")
         compute_s = time.perf_counter() - state["started"]
-        with lock:
+        self._record_service(compute_s)
+        return produced, state["started"] - queued, compute_s
+
+    def _record_service(self, compute_s: float) -> None:
+        """Fold one stage run into the service-time EWMA (the first run sets it)."""
+        stats = self._stats
+        with self._stats_lock:
             stats.service_s = compute_s if stats.served == 0 and stats.service_s == 0 else (
                 (1 - _EWMA) * stats.service_s + _EWMA * compute_s)
-        return produced, state["started"] - queued, compute_s
 
     def _stream(self, endpoint: str, client: str) -> InferStream:
         """The stream to ``endpoint`` that carries ``client``'s requests: one per client, so
@@ -643,8 +647,7 @@ class TierServer(pb_grpc.TierServerServicer):
                                                  if client.startswith("id:") else ())
             found = InferStream(self._channels[endpoint], metadata)
             while len(self._streams) >= MAX_FORWARD_STREAMS:
-                oldest = self._streams.pop(next(iter(self._streams)))
-                asyncio.get_running_loop().create_task(oldest.close())
+                self._streams.pop(next(iter(self._streams))).close()
         self._streams[key] = found
         return found
 

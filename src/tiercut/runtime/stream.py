@@ -122,22 +122,32 @@ class InferStream:
         except grpc.aio.AioRpcError as exc:
             ended = _stream_failed(exc)
         except asyncio.CancelledError:
-            ended = CallFailed(grpc.StatusCode.CANCELLED, "the stream was closed")
+            ended = _closed()
         finally:
-            current.ended = ended
-            for answer in current.pending.values():
-                if not answer.done():
-                    answer.set_exception(ended)
-            current.call.cancel()
+            _end(current, ended)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """End the stream now: requests still waiting on it fail CANCELLED."""
         current, self._current = self._current, None
-        if current is not None and current.reader is not None:
+        if current is not None:
             current.reader.cancel()
-            try:
-                await current.reader
-            except asyncio.CancelledError:
-                pass
+            _end(current, _closed())  # here too: a reader cancelled before it ran cleans nothing
+
+
+def _closed() -> CallFailed:
+    return CallFailed(grpc.StatusCode.CANCELLED, "the stream was closed")
+
+
+def _end(current: _Call, ended: CallFailed) -> None:
+    """Mark ``current`` ended (once): its waiting requests fail with ``ended``, its call is
+    cancelled."""
+    if current.ended is not None:
+        return
+    current.ended = ended
+    for answer in current.pending.values():
+        if not answer.done():
+            answer.set_exception(ended)
+    current.call.cancel()
 
 
 def _stream_failed(exc: grpc.aio.AioRpcError) -> CallFailed:

@@ -251,7 +251,7 @@ class Simulator:
         servers = _Servers(self, load_at is not None)
         free, compiled = servers.free, servers.compiled
         uplink = device_cpu = -1  # copies of servers' (set when a plan is first compiled)
-        device_links: list[int] = servers.device_links
+        device_links = servers.device_links  # the same list, grown as plans are compiled
         pc, pr = self.power_c, self.power_r
         observes = policy.observes
         every = policy.probe_every_s if observes else math.inf
@@ -304,7 +304,6 @@ class Simulator:
             if c is None:
                 c = servers.compile(p)
                 uplink, device_cpu = servers.uplink, servers.device_cpu
-                device_links = servers.device_links
             if c is not last:
                 if last is not None and c.cut != last.cut:
                     switches += 1
