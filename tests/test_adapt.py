@@ -2,6 +2,8 @@
 servers on loopback."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -185,5 +187,27 @@ def test_idle_probes_measure_the_link():
                 assert client.idle(1.5) >= 2  # one at once, then every 0.5 s of idle link
                 assert policy.bandwidth.estimate_bps == pytest.approx(2e6, rel=0.3)
                 assert client.idle(0.05) == 0  # the last probe was just now
+    finally:
+        server.stop(0)
+
+
+def test_a_probe_into_a_stalled_link_reports_a_bound_and_returns_in_time():
+    """At 50 kbit/s a probe needs ~10 s; idle(0.6) gives up on it at 0.6 s and tells the
+    policy that the link is slower than the probe's bits over that time."""
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.link.shaper import ShapingProxy
+    from tiercut.runtime.server import serve_in_thread
+    from tiercut.sim.simulator import PROBE_BITS
+
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    try:
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=50e3, delay_s=0.0) as proxy:
+            policy = AdaptivePolicy(table=None, initial_bps=40e6, probe_every_s=0.5)
+            addr = "%s:%d" % proxy.address[:2]
+            with AdaptiveClient(policy, {"edge": addr}) as client:
+                t = time.monotonic()
+                assert client.idle(0.6) == 1
+                assert time.monotonic() - t < 5.0  # not the ~10 s the probe would take
+                assert policy.bandwidth.estimate_bps <= PROBE_BITS / 0.3  # dropped from 40 Mbit/s
     finally:
         server.stop(0)

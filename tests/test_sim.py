@@ -229,7 +229,9 @@ def test_simulate_cli(tmp_path):
     assert {p["policy"] for p in data["policies"]} == {"static", "adaptive", "loadaware", "oracle", "lyapunov"}
     for args, match in ((["--arrivals", "soon"], "arrivals 'soon'"),
                         (["--policy", "static,nope"], "unknown policy 'nope'"),
-                        (["--duration", "-5s"], "duration '-5s'")):
+                        (["--duration", "-5s"], "duration '-5s'"),
+                        (["--probe-every", "0"], "probe interval 0.0 must be > 0"),
+                        (["--window", "0"], "estimator window 0 must be")):
         r = runner.invoke(app, base + args)
         assert r.exit_code == 2 and match in r.output, r.output
 
@@ -267,3 +269,22 @@ def test_a_stuck_transfer_keeps_later_requests_off_the_link():
     stalled = (times >= 10.0) & (times < 20.0)
     assert sum(s for s, st in zip(sent, stalled) if st) <= 1  # the first one, at most
     assert np.median(r.latency_s[stalled]) < 0.5  # all but the first: on the device, no wait
+
+
+def test_a_probe_stuck_in_a_stall_keeps_the_next_request_on_the_device():
+    """The link stalls from 10 s to 20 s while nothing is being sent. The idle probe started
+    at about 10 s is still under way at the next arrival (12.5 s): the policy is told so, and
+    keeps that request on the device instead of sending it into the stall."""
+    from tiercut.adapt.policies import AdaptivePolicy
+
+    sc = three_tiers(0)
+    trace = BandwidthTrace((0.0, 10.0, 20.0), (40e6, 0.0, 40e6))
+    setup = prepare(sc, trace)
+    table = setup.setting.table
+    device = setup.simulator.costs(table.best(1e3)).cut
+    assert setup.simulator.costs(table.best(40e6)).cut != device  # offloads while the link is up
+    times = np.array([0.0, 3.0, 6.0, 9.0, 12.5, 15.0, 17.5, 22.0])
+    r = setup.simulator.run(AdaptivePolicy(table, 40e6, probe_every_s=1.0), times, 25.0)
+    cuts = [r.cuts[i] for i in r.plan_index]
+    assert cuts[3] != device and all(c == device for c in cuts[4:7])
+    assert r.latency_s[4:7].max() < 2.0  # not the wait for the stall to end

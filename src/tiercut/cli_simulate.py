@@ -40,6 +40,11 @@ def simulate_cmd(
                                            "than this, like 200ms"),
     fps: float = typer.Option(10.0, "--fps", help="frame-rate target of the dads policy"),
     v: float = typer.Option(1.0, "--V", help="energy weight of the lyapunov policy"),
+    probe_every: float = typer.Option(1.0, "--probe-every", help="seconds without a transfer "
+                                      "before the bandwidth-estimating policies probe the "
+                                      "link (inf: never)"),
+    window: int = typer.Option(5, "--window", help="transfers the bandwidth estimate is made "
+                               "from (1: the newest alone)"),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the results as CSV"),
@@ -75,7 +80,8 @@ def simulate_cmd(
         sc = scenario_from_flags(model, [], links if scenario is None else [], scenario, True,
                                  Console(stderr=True))
         setup = prepare(sc, bw, load, load_tier if load is not None or "loadaware" in names
-                        else None, fps=fps, V=v, names=names)
+                        else None, fps=fps, V=v, names=names, probe_every_s=probe_every,
+                        window=window)
         results = run_policies(setup, names, arr, seconds, seed, deadline_s)
     except (TiercutError, ValueError, PolicyError, OSError) as exc:
         _fail(str(exc))

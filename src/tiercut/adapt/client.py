@@ -91,28 +91,43 @@ class AdaptiveClient:
         first = next((k for k in self.dial if isinstance(k, tuple)), None)
         return self._endpoint(*first) if first else next(iter(self.dial.values()))
 
-    def probe(self, endpoint: str | None = None) -> Observation:
-        """Send one probe now and report it to the policy."""
+    def probe(self, endpoint: str | None = None, timeout_s: float | None = None) -> Observation:
+        """Send one probe now and report it to the policy. One that has not crossed within
+        ``timeout_s`` is reported as a transfer still under way (the link is slower than its
+        bits over that time: ``Observation.done`` False), and the wait ends there."""
+        import grpc
+
         endpoint = endpoint or self.first_hop()
         call, metadata = self._probe_call(endpoint)
         from ..runtime import tiercut_pb2 as pb
 
         empty = pb.ProbeRequest()
         padded = pb.ProbeRequest(padding=bytes(PROBE_BITS // 8))
-        timeout = max(60.0, self.client_kwargs.get("deadline_s") or 0.0)
+        if timeout_s is None:
+            timeout_s = max(60.0, self.client_kwargs.get("deadline_s") or 0.0)
         t0 = self.clock()
-        call(empty, timeout=timeout, metadata=metadata)
-        t1 = self.clock()
-        call(padded, timeout=timeout, metadata=metadata)
+        t1 = None
+        done = True
+        try:
+            call(empty, timeout=timeout_s, metadata=metadata)
+            t1 = self.clock()
+            call(padded, timeout=max(timeout_s - (t1 - t0), 1e-3), metadata=metadata)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            done = False
+        if t1 is None:  # the empty call itself timed out
+            t1 = t0
         seconds = max((self.clock() - t1) - (t1 - t0), 1e-9)
-        obs = Observation(self.now(), float(PROBE_BITS), seconds)
+        obs = Observation(self.now(), float(PROBE_BITS), seconds, done=done)
         self.policy.observe(obs)
         self.probes += 1
         return obs
 
     def idle(self, seconds: float) -> int:
-        """Wait ``seconds``, sending the probes the policy asks for meanwhile; returns how many
-        were sent."""
+        """Wait ``seconds``, sending the probes the policy asks for meanwhile (each bounded by
+        the time left, so that a stalled link does not hold the caller); returns how many were
+        sent."""
         end = self.clock() + seconds
         sent = 0
         while True:
@@ -121,7 +136,7 @@ class AdaptiveClient:
                 return sent
             due = self.policy.next_probe()
             if due <= self.now():
-                self.probe()
+                self.probe(timeout_s=left)
                 sent += 1
             else:
                 time.sleep(min(left, due - self.now()) if math.isfinite(due) else left)

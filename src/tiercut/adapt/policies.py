@@ -43,6 +43,7 @@ from .estimators import BandwidthEstimator, LoadEstimator, Observation
 
 POLICIES = ("static", "adaptive", "loadaware", "dads", "lyapunov", "oracle")
 PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
+WINDOW = 5  # transfers the bandwidth estimator keeps (see estimators.BandwidthEstimator)
 
 
 class PolicyError(TiercutError, ValueError):
@@ -147,10 +148,12 @@ class DadsPolicy(AdaptivePolicy):
     name = "dads"
 
     def __init__(self, scenario: Scenario, table: DecisionTable, fps: float, initial_bps: float,
-                 strict: bool = False, costs: Costs | None = None):
+                 strict: bool = False, costs: Costs | None = None,
+                 estimator: BandwidthEstimator | None = None,
+                 probe_every_s: float = PROBE_EVERY_S):
         if not (math.isfinite(fps) and fps > 0):
             raise PolicyError(f"frame rate must be > 0 per second, got {fps!r}")
-        super().__init__(table, initial_bps)
+        super().__init__(table, initial_bps, estimator, probe_every_s)
         self.scenario, self.fps, self.strict = scenario, fps, strict
         self.costs = costs or Costs(scenario)
         self._heavy: dict[int, Plan] = {}
@@ -206,7 +209,8 @@ class LyapunovPolicy(Policy):
     def __init__(self, scenario: Scenario, candidates: Sequence[Plan], V: float,
                  initial_bps: float, speeds: Sequence[float] = (0.4, 0.7, 1.0),
                  fractions: Sequence[float] = (0.25, 0.5, 1.0), costs: Costs | None = None,
-                 probe_every_s: float = PROBE_EVERY_S):
+                 probe_every_s: float = PROBE_EVERY_S,
+                 estimator: BandwidthEstimator | None = None):
         if not (math.isfinite(V) and V >= 0):
             raise PolicyError(f"V must be a finite number >= 0, got {V!r}")
         for x in (*speeds, *fractions):
@@ -216,7 +220,7 @@ class LyapunovPolicy(Policy):
         self.costs = costs or Costs(scenario)
         self.candidates = [self.costs(p) for p in candidates]
         self.power_c, self.power_r = device_powers(scenario)
-        self.bandwidth = BandwidthEstimator(initial_bps)
+        self.bandwidth = estimator or BandwidthEstimator(initial_bps)
         self.probe_every_s = _check_probe(probe_every_s)
         self._grid = self._option_grid()
         self._at = None
@@ -367,6 +371,8 @@ class Setting:
     V: float = 1.0
     costs: Costs | None = None
     extra: dict = field(default_factory=dict)
+    probe_every_s: float = PROBE_EVERY_S  # idle probes of the policies that estimate bandwidth
+    window: int = WINDOW  # transfers the bandwidth estimator keeps
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -375,19 +381,26 @@ def candidates(table: DecisionTable) -> list[Plan]:
 
 def build_policy(name: str, s: Setting) -> Policy:
     costs = s.costs or Costs(s.scenario)
+
+    def estimator() -> BandwidthEstimator:
+        return BandwidthEstimator(s.initial_bps, window=s.window)
+
     if name == "static":
         return StaticPolicy(s.table.best(s.initial_bps))
     if name == "adaptive":
-        return AdaptivePolicy(s.table, s.initial_bps)
+        return AdaptivePolicy(s.table, s.initial_bps, estimator(), s.probe_every_s)
     if name == "loadaware":
         if s.load_table is None:
             raise PolicyError("the load-aware policy needs a load table (build one with a "
                               "load_tier and a load range)")
-        return LoadAwarePolicy(s.load_table, s.initial_bps)
+        return LoadAwarePolicy(s.load_table, s.initial_bps, estimator(),
+                               probe_every_s=s.probe_every_s)
     if name == "dads":
-        return DadsPolicy(s.scenario, s.table, s.fps, s.initial_bps, costs=costs)
+        return DadsPolicy(s.scenario, s.table, s.fps, s.initial_bps, costs=costs,
+                          estimator=estimator(), probe_every_s=s.probe_every_s)
     if name == "lyapunov":
-        return LyapunovPolicy(s.scenario, candidates(s.table), s.V, s.initial_bps, costs=costs)
+        return LyapunovPolicy(s.scenario, candidates(s.table), s.V, s.initial_bps, costs=costs,
+                              probe_every_s=s.probe_every_s, estimator=estimator())
     if name == "oracle":
         if s.timeline is None:
             raise PolicyError("the oracle needs the trace it is to know")

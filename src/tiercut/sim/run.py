@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..adapt.policies import Setting, build_policy
+from ..adapt.policies import PROBE_EVERY_S, WINDOW, Setting, build_policy
 from ..link.traces import BandwidthTrace, TraceFileError, _bad, _read_pensieve
 from ..planner.scenario import Scenario
 from ..planner.table import DecisionTable, build_table
@@ -43,7 +43,12 @@ def read_load_trace(path: str | Path) -> BandwidthTrace:
 
 def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | None = None,
             load_tier: str | None = None, fps: float = 10.0, V: float = 1.0,
-            names: Sequence[str] = ()) -> Setup:
+            names: Sequence[str] = (), probe_every_s: float = PROBE_EVERY_S,
+            window: int = WINDOW) -> Setup:
+    if not probe_every_s > 0:
+        raise SimError(f"probe interval {probe_every_s!r} must be > 0 seconds (inf: never probe)")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise SimError(f"estimator window {window!r} must be a whole number of transfers >= 1")
     sim = Simulator(scenario, trace, load, load_tier)
     positive = [r for r in trace.rates_bps if r > 0]
     if not positive:
@@ -60,7 +65,8 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
     initial = sim.timeline.mean_between(0.0, min(STATIC_WARMUP_S, trace.duration_s))
     if not initial > 0:
         initial = trace.mean_bps
-    setting = Setting(scenario, table, initial, load_table, sim.timeline, fps, V, sim.costs)
+    setting = Setting(scenario, table, initial, load_table, sim.timeline, fps, V, sim.costs,
+                      probe_every_s=probe_every_s, window=window)
     return Setup(sim, setting)
 
 

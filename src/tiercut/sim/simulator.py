@@ -15,7 +15,9 @@ arrival, the policy is told how long that transfer has been under way (an ``Obse
 grown by OVERDUE_STEP). A policy that asks for idle probes
 (``Policy.next_probe``) gets them as the runtime's ``AdaptiveClient.idle`` sends them:
 PROBE_BITS up the device's link, started when due and the link is free, observed when they
-end; at most ``MAX_PROBES`` between two arrivals (the estimator's window holds no more).
+end; at most ``MAX_PROBES`` between two arrivals (the estimator's window holds no more). A
+probe still under way at an arrival is told like a transfer under way (a bound on the rate),
+as the runtime's probe reports one that its time limit cut short.
 Probes are not charged to the link's queue or to the energy.
 """
 from __future__ import annotations
@@ -230,7 +232,9 @@ class Simulator:
             if uplink >= 0 and free[uplink] > s:
                 s = free[uplink]
             e = finish(s, PROBE_BITS)
-            if e > t:
+            if e > t:  # still under way: how long it has taken so far bounds the rate
+                if t > s:
+                    policy.observe(Observation(t, PROBE_BITS, t - s, done=False))
                 break
             policy.observe(Observation(e, PROBE_BITS, e - s))
             s = policy.next_probe()
