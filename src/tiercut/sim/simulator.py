@@ -18,7 +18,8 @@ PROBE_BITS up the device's link, started when due and the link is free, observed
 end; at most ``MAX_PROBES`` between two arrivals (the estimator's window holds no more). A
 probe still under way at an arrival is told like a transfer under way (a bound on the rate),
 as the runtime's probe reports one that its time limit cut short.
-Probes are not charged to the link's queue or to the energy.
+Probes hold the device's link as a transfer does (what comes next waits behind them); they are
+not charged to the energy.
 """
 from __future__ import annotations
 
@@ -232,6 +233,8 @@ class Simulator:
             if uplink >= 0 and free[uplink] > s:
                 s = free[uplink]
             e = finish(s, PROBE_BITS)
+            if uplink >= 0:
+                free[uplink] = e  # what comes next waits for the probe's bits
             if e > t:  # still under way: how long it has taken so far bounds the rate
                 if t > s:
                     policy.observe(Observation(t, PROBE_BITS, t - s, done=False))
