@@ -6,8 +6,11 @@ tiny, so the figure is one hop up), "echo" models return the tensor (the hop up 
 Everything goes through wire.py and the codecs, exactly as a real request does. Figures are
 medians over REQUESTS requests after a warm-up:
 
-  round trip  = the client's whole infer(): check, encode, RPC, server decode/check/stage/
-                encode, reply decode (what a request pays for the hop)
+  round trip  = the client's whole request (Measurement.total_s): check, encode, RPC, server
+                decode/check/stage/encode, reply decode (what a request pays for the hop)
+  sync call   = the same timed around the blocking client.infer(): the round trip plus handing
+                the request to the client's event-loop thread and back (the async ainfer()
+                and bench() do not pay that)
   rpc         = the Infer round trip alone (no device-side encode/decode)
   transfer    = rpc minus the server's reported handling time (the Measurement's hop seconds)
   Health rpc  = an empty unary RPC: gRPC's floor for a unary call on this machine
@@ -110,7 +113,7 @@ def main(requests: int = 200, rounds: int = 3) -> None:
     print(f"loadavg before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(shared with other work: figures move with it)")
     env = {"PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    rows: dict[str, list[tuple[float, float, float]]] = {
+    rows: dict[str, list[tuple[float, float, float, float]]] = {
         k: [] for k in ("Health rpc", "stream floor", *MODELS)}
     ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     echo = multiprocessing.get_context("spawn").Process(target=_echo_server, args=(ports,),
@@ -132,27 +135,33 @@ def main(requests: int = 200, rounds: int = 3) -> None:
                 t = time.perf_counter()
                 stub.Health(pb.HealthRequest())
                 health.append(time.perf_counter() - t)
-            rows["Health rpc"].append((statistics.median(health), 0.0, 0.0))
-            rows["stream floor"].append((stream_floor(echo_port, requests), 0.0, 0.0))
+            rows["Health rpc"].append((statistics.median(health), 0.0, 0.0, 0.0))
+            rows["stream floor"].append((stream_floor(echo_port, requests), 0.0, 0.0, 0.0))
             for label, (client, x) in clients.items():
                 for _ in range(20):
                     client.infer(*x)
-                ms = [client.infer(*x)[1] for _ in range(requests)]
+                ms, calls = [], []
+                for _ in range(requests):
+                    t = time.perf_counter()
+                    ms.append(client.infer(*x)[1])
+                    calls.append(time.perf_counter() - t)
                 rows[label].append((statistics.median(m.total_s for m in ms),
                                     statistics.median(m.rpc_s for m in ms),
-                                    statistics.median(m.hops[0].seconds for m in ms)))
+                                    statistics.median(m.hops[0].seconds for m in ms),
+                                    statistics.median(calls)))
         for client, _ in clients.values():
             client.close()
     echo.terminate()
     print(f"medians over {requests} requests; each round's figure, best round first")
-    print(f"{'case':<12} {'round trip':>11} {'rpc':>9} {'transfer':>9} {'goal':>8}  "
-          "rounds (trip ms)")
+    print(f"{'case':<12} {'round trip':>11} {'rpc':>9} {'transfer':>9} {'sync call':>10} "
+          f"{'goal':>8}  rounds (trip ms)")
     for label, figures in rows.items():
         best = min(figures)
         goal = GOALS.get(label)
         verdict = "" if goal is None else ("ok" if best[0] <= goal else "MISSED")
         print(f"{label:<12} {best[0] * 1e3:>8.3f} ms {best[1] * 1e3:>6.3f} ms "
-              f"{best[2] * 1e3:>6.3f} ms {f'{goal * 1e3:.1f} ms' if goal else '':>8} {verdict:<6} "
+              f"{best[2] * 1e3:>6.3f} ms {best[3] * 1e3:>7.3f} ms "
+              f"{f'{goal * 1e3:.1f} ms' if goal else '':>8} {verdict:<6} "
               + " ".join(f"{f[0] * 1e3:.3f}" for f in figures))
     print(f"loadavg after: {os.getloadavg()[0]:.2f}")
 
