@@ -142,24 +142,16 @@ class AdaptiveClient:
                 time.sleep(min(left, due - self.now()) if math.isfinite(due) else left)
 
     def _probe_call(self, endpoint: str) -> tuple[Any, Any]:
-        import grpc
-
         from ..runtime import tiercut_pb2 as pb
-        from ..runtime.security import metadata
+        from ..runtime.security import metadata, open_channel
 
         security = self.client_kwargs.get("security")
         if endpoint not in self._probe_channels:
-            if security is not None and security.tls:
-                creds = grpc.ssl_channel_credentials(security.ca, security.key, security.cert)
-                opts = ([("grpc.ssl_target_name_override", security.server_name)]
-                        if security.server_name else [])
-                channel = grpc.secure_channel(endpoint, creds, options=opts)
-            else:
-                channel = grpc.insecure_channel(endpoint)
+            channel = open_channel(endpoint, security, [], sync=True)
             call = channel.unary_unary("/tiercut.runtime.TierServer/Probe",
                                        request_serializer=pb.ProbeRequest.SerializeToString,
                                        response_deserializer=pb.ProbeReply.FromString)
-            pairs = metadata(security, "") if security is not None else None
+            pairs = metadata(security) or None
             call(pb.ProbeRequest(), timeout=60.0, metadata=pairs)  # connect now, not during the first probe
             self._probe_channels[endpoint] = (channel, call, pairs)
         _, call, pairs = self._probe_channels[endpoint]

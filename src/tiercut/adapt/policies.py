@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import TiercutError
@@ -370,7 +370,6 @@ class Setting:
     fps: float = 10.0
     V: float = 1.0
     costs: Costs | None = None
-    extra: dict = field(default_factory=dict)
     probe_every_s: float = PROBE_EVERY_S  # idle probes of the policies that estimate bandwidth
     window: int = WINDOW  # transfers the bandwidth estimator keeps
 

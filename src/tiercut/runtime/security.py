@@ -184,13 +184,14 @@ def metadata(security: ClientSecurity | None,
 
 
 def open_channel(endpoint: str, security: ClientSecurity | None,
-                 options: list[tuple[str, Any]]) -> grpc.aio.Channel:
-    """A grpc.aio channel to ``endpoint``, TLS when ``security.ca``; send ``metadata(...)``
-    with every call on it."""
+                 options: list[tuple[str, Any]], sync: bool = False) -> Any:
+    """A grpc.aio channel to ``endpoint`` (a blocking grpc one when ``sync``), TLS when
+    ``security.ca``; send ``metadata(...)`` with every call on it."""
+    lib = grpc if sync else grpc.aio
     if security is not None and security.tls:
         creds = grpc.ssl_channel_credentials(security.ca, security.key, security.cert)
         opts = list(options)
         if security.server_name:
             opts.append(("grpc.ssl_target_name_override", security.server_name))
-        return grpc.aio.secure_channel(endpoint, creds, options=opts)
-    return grpc.aio.insecure_channel(endpoint, options=options)
+        return lib.secure_channel(endpoint, creds, options=opts)
+    return lib.insecure_channel(endpoint, options=options)

@@ -40,7 +40,7 @@ class Load:
 
     @property
     def utilisation(self) -> float:
-        """in_flight / max_in_flight (0 when unbounded): what a client re-plans on."""
+        """in_flight / max_in_flight (0 when unbounded)."""
         return self.in_flight / self.max_in_flight if self.max_in_flight else 0.0
 
 
@@ -94,12 +94,6 @@ def fill_value(msg: pb.Value, obj: Any, codec: str = "raw", _depth: int = 0) -> 
         raise WireError(f"a {type(obj).__name__} cannot be sent; only tensors, ints, floats, "
                         "bools, None and tuples or lists of them cross a link")
     return 0
-
-
-def to_value(obj: Any, codec: str = "raw") -> tuple[pb.Value, int]:
-    """``obj`` as a new Value, and the tensor frame bytes it holds."""
-    msg = pb.Value()
-    return msg, fill_value(msg, obj, codec)
 
 
 def from_value(msg: pb.Value, limits: codecs.Limits = codecs.DEFAULT_LIMITS,

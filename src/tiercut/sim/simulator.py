@@ -15,7 +15,7 @@ arrival, the policy is told how long that transfer has been under way (an ``Obse
 grown by OVERDUE_STEP). A policy that asks for idle probes
 (``Policy.next_probe``) gets them as the runtime's ``AdaptiveClient.idle`` sends them:
 PROBE_BITS up the device's link, started when due and the link is free, observed when they
-end; at most ``MAX_PROBES`` between two arrivals (the estimator's window holds no more). A
+end; at most ``MAX_PROBES`` between two arrivals (the default estimator window holds no more). A
 probe still under way at an arrival is told like a transfer under way (a bound on the rate),
 as the runtime's probe reports one that its time limit cut short.
 Probes hold the device's link as a transfer does (what comes next waits behind them); they are
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ..adapt.policies import Policy
 
 PROBE_BITS = 64 * 1024 * 8  # an idle link is probed with this many bits (AdaptiveClient's too)
-MAX_PROBES = 5  # probes simulated between two arrivals, at most
+MAX_PROBES = 5  # probes simulated between two arrivals, at most (policies.WINDOW)
 OVERDUE_STEP = 1.25  # a transfer under way is told again once its time has grown this much
 
 
