@@ -28,7 +28,7 @@ def main() -> None:
     tr = load_trace(TRACE).scaled(4.0)  # scaled so that the cut moves along the trace
     load = BandwidthTrace((0.0, 10.0), (1.0, 4.0))
     setup = prepare(sc, tr, load, "edge", fps=1.0)
-    names = ["static", "adaptive", "loadaware", "dads", "lyapunov", "oracle"]
+    names = ["static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "oracle"]
     print(f"{'policy':10s} {'requests':>9s} {'sim req/s':>10s} {'switches':>8s}")
     for r in run_policies(setup, names, Arrivals("poisson", 50.0), 2000.0):
         s = r.summary()

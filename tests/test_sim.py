@@ -218,20 +218,23 @@ def test_simulate_cli(tmp_path):
     base = ["simulate", "--scenario", str(tmp_path / "s.yaml"), "--trace", str(tmp_path / "bw.txt")]
     r = runner.invoke(app, base + ["--arrivals", "periodic:1/s", "--duration", "60s",
                                    "--load-trace", str(tmp_path / "load.txt"),
-                                   "--policy", "static,adaptive,loadaware,oracle,lyapunov",
+                                   "--policy", "static,adaptive,hedged,loadaware,oracle,lyapunov",
                                    "--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv"),
                                    "--plot", str(tmp_path / "fig"), "--deadline", "1s"])
     assert r.exit_code == 0, r.output
     assert "adaptive" in r.output and (tmp_path / "fig-cdf.png").exists()
-    assert (tmp_path / "fig-timeline.png").exists() and (tmp_path / "o.csv").read_text().count("\n") == 6
+    assert (tmp_path / "fig-timeline.png").exists() and (tmp_path / "o.csv").read_text().count("\n") == 7
     import json
     data = json.loads((tmp_path / "o.json").read_text())
-    assert {p["policy"] for p in data["policies"]} == {"static", "adaptive", "loadaware", "oracle", "lyapunov"}
+    assert {p["policy"] for p in data["policies"]} == {"static", "adaptive", "hedged", "loadaware",
+                                                       "oracle", "lyapunov"}
+    assert "hedged" in (tmp_path / "o.csv").read_text().splitlines()[0]
     for args, match in ((["--arrivals", "soon"], "arrivals 'soon'"),
                         (["--policy", "static,nope"], "unknown policy 'nope'"),
                         (["--duration", "-5s"], "duration '-5s'"),
                         (["--probe-every", "0"], "probe interval 0.0 must be > 0"),
-                        (["--window", "0"], "estimator window 0 must be")):
+                        (["--window", "0"], "estimator window 0 must be"),
+                        (["--hedge-window", "-1"], "hedge window -1.0 must be > 0")):
         r = runner.invoke(app, base + args)
         assert r.exit_code == 2 and match in r.output, r.output
 

@@ -32,8 +32,8 @@ def simulate_cmd(
     load_tier: str = typer.Option("edge", "--load-tier", help="the tier whose load varies"),
     arrivals: str = typer.Option("poisson:5/s", "--arrivals", help="poisson:R/s or periodic:R/s"),
     policy: str = typer.Option("static,adaptive,loadaware,oracle", "--policy",
-                               help="comma list of static, adaptive, loadaware, dads, lyapunov, "
-                                    "oracle"),
+                               help="comma list of static, adaptive, hedged, loadaware, dads, "
+                                    "lyapunov, oracle"),
     duration: str = typer.Option("600s", "--duration", help="simulated time, like 600s or 10m"),
     trace_scale: float = typer.Option(1.0, "--trace-scale", help="multiply the trace's rates"),
     deadline: Optional[str] = typer.Option(None, "--deadline", help="count requests slower "
@@ -45,6 +45,8 @@ def simulate_cmd(
                                       "link (inf: never)"),
     window: int = typer.Option(5, "--window", help="transfers the bandwidth estimate is made "
                                "from (1: the newest alone)"),
+    hedge_window: float = typer.Option(60.0, "--hedge-window", help="seconds the hedged "
+                                       "policy remembers the link's slowest rate"),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the results as CSV"),
@@ -81,7 +83,7 @@ def simulate_cmd(
                                  Console(stderr=True))
         setup = prepare(sc, bw, load, load_tier if load is not None or "loadaware" in names
                         else None, fps=fps, V=v, names=names, probe_every_s=probe_every,
-                        window=window)
+                        window=window, hedge_window_s=hedge_window)
         results = run_policies(setup, names, arr, seconds, seed, deadline_s)
     except (TiercutError, ValueError, PolicyError, OSError) as exc:
         _fail(str(exc))

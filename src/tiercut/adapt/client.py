@@ -4,6 +4,9 @@ Before each request the policy names a plan; the client for it is made (and the 
 its stages) on first use, or ahead of time with ``prepare(plans)``. Requests go one at a time
 through ``infer``, so a switch happens between requests: a request in flight always finishes
 on the plan it started with. After each request its measurement goes back to the policy.
+A policy that hedges the request (``Policy.hedge``) has it raced against the device
+(``SplitClient.ainfer(hedge=True)``); when the device answers first, the transfer that had not
+come back by then is reported as one still under way (a bound on the rate).
 
 Idle probes: a plan that keeps everything on the device sends nothing, so the bandwidth
 estimate would never move again. Between requests, ``idle(seconds)`` waits and, whenever the
@@ -68,13 +71,21 @@ class AdaptiveClient:
         p = self.policy.next_plan(now)
         if self.plans and plan_key(self.plans[-1]) != plan_key(p):
             self.switches += 1
-        output, m = self.client_for(p).infer(*inputs)
+        output, m = self.client_for(p).infer(*inputs, hedge=self.policy.hedge)
         self.plans.append(p)
         s = samples(m, p.tier_seconds, self.latency_s)
         done = self.clock() - self._t0
         if s is not None:
             load = s.loads.get(self.load_tier, (None, 0))[0] if self.load_tier else None
             self.policy.observe(Observation(done, s.bits, s.seconds, load))
+        elif m.hedged and m.hops:  # the device answered first: the answer had not come back
+            hop = m.hops[0]
+            first = next(iter(p.tier_seconds))
+            remote_s = sum(sec for tier, sec in p.tier_seconds.items() if tier != first)
+            seconds = hop.seconds - 2 * self.latency_s - remote_s  # what the link took, at least
+            if seconds > 0:
+                self.policy.observe(Observation(done, 8.0 * hop.bytes_sent, seconds,
+                                                done=False))
         return output, m, p
 
     def now(self) -> float:

@@ -15,6 +15,9 @@
   taken longer than its bits at ``outlier``× below the estimate would, the rate is at most
   bits / elapsed, and the estimate drops to that bound (not a sample: the transfer's own
   sample comes when it ends).
+* ``RateFloor``: the lowest rate the link showed within the last ``window_s`` seconds
+  (transfers, probes and the bounds of transfers under way): how bad it has recently been,
+  which the hedged policy weighs against each plan's break-even rate.
 * ``LatencyEstimator``: one-way latency as half the smallest recent round trip left after the
   transfer itself.
 * ``LoadEstimator``: a server's load factor, its service time relative to what its profile
@@ -102,6 +105,35 @@ class BandwidthEstimator:
     def stale(self, now: float, after_s: float = 2.0) -> bool:
         """True when no transfer was seen for ``after_s``: time for a small probe."""
         return now - self.last_t > after_s
+
+
+class RateFloor:
+    """The lowest rate seen within the last ``window_s`` seconds: a sliding-window minimum
+    (rates kept ascending, each sample pushed and popped once), O(1) per sample."""
+
+    def __init__(self, window_s: float, min_bits: float = 8 * 1500):
+        if not window_s > 0:
+            raise EstimatorError(f"window_s must be > 0 seconds, got {window_s!r}")
+        self.window_s, self.min_bits = window_s, min_bits
+        self._kept: deque[tuple[float, float]] = deque()  # (time, rate), rates ascending
+
+    def observe(self, obs: Observation) -> None:
+        """A finished transfer's rate, or the bound of one under way (its bits over its time
+        so far: the link was at most that fast)."""
+        if obs.bits < self.min_bits or not obs.seconds > 0:
+            return
+        rate = obs.bits / obs.seconds
+        kept = self._kept
+        while kept and kept[-1][1] >= rate:  # never the minimum again while this one is kept
+            kept.pop()
+        kept.append((obs.now, rate))
+
+    def lowest(self, now: float) -> float:
+        """The lowest rate seen since ``now - window_s`` (inf when none)."""
+        kept = self._kept
+        while kept and kept[0][0] < now - self.window_s:
+            kept.popleft()
+        return kept[0][1] if kept else math.inf
 
 
 class LatencyEstimator:

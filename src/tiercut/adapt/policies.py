@@ -4,6 +4,11 @@
 * ``static``: the best plan at start (Neurosurgeon), never changed.
 * ``adaptive``: the decision table's plan for the current bandwidth estimate (JALAD, dynamic
   split computing); a lookup is a bisection.
+* ``hedged``: adaptive, and a request whose plan sends over the device's link is also run to
+  the end on the device (the first answer wins) whenever the link was, within the last
+  ``hedge_window_s``, slower than that plan's break-even rate (where the device alone would
+  have been faster). A request sent into an outage then costs the all-device time, not the
+  outage's; the price is device energy while both run (redundant requests).
 * ``loadaware``: the same with the table's load axis and the watched tier's observed load
   (LoADPart).
 * ``dads``: latency mode while the latency plan sustains the frame rate, else the throughput
@@ -36,14 +41,15 @@ from typing import Callable, Sequence
 from ..errors import TiercutError
 from ..planner.plan import Plan
 from ..planner.scenario import Scenario
-from ..planner.solve import plan as solve
-from ..planner.table import DecisionTable, with_device_bandwidth
+from ..planner.solve import baseline, plan as solve
+from ..planner.table import DecisionTable, Entry, with_device_bandwidth
 from ..sim.costs import CPU, TRACE_LINK, Costs, PlanCost, device_powers
-from .estimators import BandwidthEstimator, LoadEstimator, Observation
+from .estimators import BandwidthEstimator, LoadEstimator, Observation, RateFloor
 
-POLICIES = ("static", "adaptive", "loadaware", "dads", "lyapunov", "oracle")
+POLICIES = ("static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "oracle")
 PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
 WINDOW = 5  # transfers the bandwidth estimator keeps (see estimators.BandwidthEstimator)
+HEDGE_WINDOW_S = 60.0  # the hedged policy's memory of how slow the link has been
 
 
 class PolicyError(TiercutError, ValueError):
@@ -61,6 +67,7 @@ class Policy:
     send_fraction = 1.0  # fraction of the link's rate to send at
     unreachable = ""  # why the policy's goal cannot be met, when it cannot
     probe_every_s = math.inf  # idle probes: after this long without a transfer (inf: never)
+    hedge = False  # run the next request to the end on the device too (the first answer wins)
 
     def observe(self, obs: Observation) -> None:
         pass
@@ -104,6 +111,43 @@ class AdaptivePolicy(Policy):
         if bw != self._at:
             self._at, self._plan = bw, self.table.best(bw)
         return self._plan
+
+
+class HedgedPolicy(AdaptivePolicy):
+    """The adaptive policy's plans, hedged with the device while the link is risky (above).
+
+    ``local_s``: the all-device latency. A plan of latency base + bits/rate is slower than the
+    device alone below the rate bits / (local_s - base), its break-even rate; the request is
+    hedged when the link fell below it within ``window_s`` (``RateFloor``). On a steady link
+    that never happens and this is the adaptive policy; on one with outages nearly every
+    remote request is hedged."""
+
+    name = "hedged"
+
+    def __init__(self, table: DecisionTable, initial_bps: float, local_s: float,
+                 estimator: BandwidthEstimator | None = None,
+                 probe_every_s: float = PROBE_EVERY_S, window_s: float = HEDGE_WINDOW_S):
+        super().__init__(table, initial_bps, estimator, probe_every_s)
+        self.floor = RateFloor(window_s)
+        self.break_even = {id(e.plan): break_even_bps(e, local_s) for e in table.entries}
+
+    def observe(self, obs: Observation) -> None:
+        super().observe(obs)
+        self.floor.observe(obs)
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        p = super().next_plan(now, backlog_s)
+        rate = self.break_even.get(id(p), 0.0)
+        self.hedge = rate > 0.0 and self.floor.lowest(now) < rate
+        return p
+
+
+def break_even_bps(e: Entry, local_s: float) -> float:
+    """The device-link rate below which ``e``'s plan is slower than the device alone (0: it
+    sends nothing; inf: it is never faster)."""
+    if e.per_inv_bw <= 0:
+        return 0.0
+    return e.per_inv_bw / (local_s - e.base) if local_s > e.base else math.inf
 
 
 class LoadAwarePolicy(AdaptivePolicy):
@@ -372,6 +416,7 @@ class Setting:
     costs: Costs | None = None
     probe_every_s: float = PROBE_EVERY_S  # idle probes of the policies that estimate bandwidth
     window: int = WINDOW  # transfers the bandwidth estimator keeps
+    hedge_window_s: float = HEDGE_WINDOW_S  # the hedged policy's memory of slow spells
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -388,6 +433,10 @@ def build_policy(name: str, s: Setting) -> Policy:
         return StaticPolicy(s.table.best(s.initial_bps))
     if name == "adaptive":
         return AdaptivePolicy(s.table, s.initial_bps, estimator(), s.probe_every_s)
+    if name == "hedged":
+        local_s = costs(baseline(s.scenario, s.scenario.tiers[0])).latency_at(1.0)
+        return HedgedPolicy(s.table, s.initial_bps, local_s, estimator(), s.probe_every_s,
+                            s.hedge_window_s)
     if name == "loadaware":
         if s.load_table is None:
             raise PolicyError("the load-aware policy needs a load table (build one with a "

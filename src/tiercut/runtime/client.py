@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import grpc
 import torch
+import torch.fx as fx
 
 from .. import codecs
 from ..errors import TiercutError
@@ -116,6 +117,7 @@ class Measurement:
     fallback_s: float = 0.0  # running the remaining stages locally
     endpoint: str = ""  # the first tier's host that answered ("" when none did)
     failovers: int = 0  # hosts of the first tier tried and given up on before the answer
+    hedged: bool = False  # raced against the device (ainfer's hedge); fallback: it won
 
     @property
     def loads(self) -> dict[str, wire.Load]:
@@ -227,8 +229,8 @@ class SplitClient:
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def infer(self, *inputs: torch.Tensor) -> tuple[Any, Measurement]:
-        return self._run(self.ainfer(*inputs))
+    def infer(self, *inputs: torch.Tensor, hedge: bool = False) -> tuple[Any, Measurement]:
+        return self._run(self.ainfer(*inputs, hedge=hedge))
 
     def prepare(self) -> None:
         self._run(self.aprepare())
@@ -335,7 +337,14 @@ class SplitClient:
     def _prepare_timeout(self) -> float:
         return max(60.0, self.deadline_s or 0.0)  # a first build traces the model
 
-    async def ainfer(self, *inputs: torch.Tensor) -> tuple[Any, Measurement]:
+    async def ainfer(self, *inputs: torch.Tensor, hedge: bool = False
+                     ) -> tuple[Any, Measurement]:
+        """The model's output for ``inputs`` and how the request went. ``hedge``: while the
+        remote part is under way, the device runs the rest of the model too, and the first
+        to finish answers (the other is stopped: the remote call cancelled, the device's run
+        between two of its nodes). A request sent into a stalled link then costs the
+        all-device time; ``Measurement.hedged`` says it was raced, ``fallback`` that the
+        device won."""
         t0 = time.perf_counter()
         rid = uuid.uuid4().hex
         lay = self.layout
@@ -355,26 +364,70 @@ class SplitClient:
         servers: tuple[wire.ServerTiming, ...] = ()
         reason = ""
         host, failovers = "", 0
+        fallback_s = 0.0
+        hedged = hedge and self._remote
         if self._remote:
+            t = time.perf_counter()
+            request, sent = self._request(env, rid)
+            encode_s = time.perf_counter() - t
             try:
-                back, encode_s, decode_s, rpc_s, hops, servers, host, failovers = \
-                    await self._remote_part(env, rid, t0)
-                env.update(back)
+                if hedged:
+                    remote, local = await self._race(request, sent, env, t0)
+                else:
+                    remote, local = await self._remote_part(request, sent, t0), None
+                if remote is not None:
+                    back, decode_s, rpc_s, hops, servers, host, failovers = remote
+                    env.update(back)
+                else:  # the device answered
+                    produced, fallback_s, hops, reason, failovers = local
+                    env.update(produced)
             except _Unreachable as exc:
                 if not self.fallback:
                     raise RemoteError(grpc.StatusCode.UNAVAILABLE, exc.reason,
                                       exc.endpoint) from None
                 reason, failovers = exc.reason, exc.failovers
-        fallback_s = 0.0
-        if reason:
-            t = time.perf_counter()
-            for stage in lay.stages[1:]:
-                env.update(await self._run_local(stage, env))
-            fallback_s = time.perf_counter() - t
+                t = time.perf_counter()
+                for stage in lay.stages[1:]:
+                    env.update(await self._run_local(stage, env))
+                fallback_s = time.perf_counter() - t
         output = assemble_output(self.graph, env)
         return output, Measurement(rid, device_s, encode_s, decode_s, rpc_s,
                                    time.perf_counter() - t0, hops, servers, bool(reason), reason,
-                                   fallback_s, host, failovers)
+                                   fallback_s, host, failovers, hedged)
+
+    async def _race(self, request: pb.InferRequest, sent: int, env: Mapping[str, Any],
+                    t0: float) -> tuple[tuple | None, tuple | None]:
+        """The remote part and the rest of the model on the device at once (``hedge``):
+        (remote result, None), or (None, (values, device seconds, the first hop so far, why,
+        failovers)) when the device answers (first, or because no host could)."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        t = time.perf_counter()
+        remote = loop.create_task(self._remote_part(request, sent, t0))
+        local = loop.run_in_executor(self._pool, _run_rest, self.layout.stages[1:], dict(env),
+                                     stop)
+        try:
+            await asyncio.wait((remote, local), return_when=asyncio.FIRST_COMPLETED)
+            if remote.done() and isinstance(remote.exception(), _Unreachable):
+                await asyncio.wait((local,))  # the device's run is the fallback, under way
+            elif not remote.done() and local.exception() is not None:
+                await asyncio.wait((remote,))  # the device's run failed: the remote answers
+        finally:
+            stop.set()
+            remote.cancel()
+            local.add_done_callback(_consume)  # a stopped run ends in _Stopped, unread
+        why, failovers = "hedged: the device finished first", 0
+        if remote.done() and not remote.cancelled():
+            exc = remote.exception()
+            if exc is None:
+                return remote.result(), None
+            if not isinstance(exc, _Unreachable) or local.exception() is not None:
+                raise exc
+            why, failovers = f"hedged, and {exc.reason}", exc.failovers
+        seconds = time.perf_counter() - t
+        tiers = self.plan.tiers
+        return None, (local.result(), seconds, (Hop(tiers[0], tiers[1], sent, 0, seconds),),
+                      why, failovers)
 
     async def _run_local(self, stage: Any, env: Mapping[str, Any]) -> dict[str, Any]:
         if not stage.nodes:  # nothing to compute: not worth a thread hop
@@ -382,16 +435,18 @@ class SplitClient:
         return await asyncio.get_running_loop().run_in_executor(self._pool, _run_stage, stage,
                                                                 env)
 
-    async def _remote_part(self, env: dict[str, Any], rid: str, t0: float) -> tuple:
+    def _request(self, env: Mapping[str, Any], rid: str) -> tuple[pb.InferRequest, int]:
+        """The first tier's request, and its tensor frame bytes."""
+        request = pb.InferRequest(plan_id=self.plan.plan_id, stage=1, request_id=rid,
+                                  reply_codec=self.reply_codec, codec=self.codecs[0])
+        _, sent = wire.encode_values({v: env[v] for v in self.layout.receives[1]},
+                                     self.codecs[0], request.values)
+        return request, sent
+
+    async def _remote_part(self, request: pb.InferRequest, sent: int, t0: float) -> tuple:
         """Send the rest to the first tier: its hosts in order, skipping those that failed
         recently; _Unreachable (with the last host's reason) when none answers."""
         lay = self.layout
-        t = time.perf_counter()
-        request = pb.InferRequest(plan_id=self.plan.plan_id, stage=1, request_id=rid,
-                                  reply_codec=self.reply_codec, codec=self.codecs[0])
-        _, sent = wire.encode_values({v: env[v] for v in lay.receives[1]}, self.codecs[0],
-                                     request.values)
-        encode_s = time.perf_counter() - t
         hosts = self.hosts[0]
         up = [h for h in hosts if not self._is_down(h)]
         if not up:
@@ -446,8 +501,8 @@ class SplitClient:
             decode_s = time.perf_counter() - t
             servers = tuple(wire.timing_from_pb(m) for m in reply.timings)
             self.last_load[host] = wire.load_from_pb(reply.load)
-            return (back, encode_s, decode_s, rpc_s,
-                    self._hops(sent, returned, rpc_s, servers), servers, host, failovers)
+            return (back, decode_s, rpc_s, self._hops(sent, returned, rpc_s, servers), servers,
+                    host, failovers)
         if last is None:
             last = _Unreachable(f"no host of tier {self.plan.tiers[1]!r} could be prepared",
                                 hosts[0])
@@ -505,6 +560,44 @@ class SplitClient:
 def _run_stage(stage: Any, env: Mapping[str, Any]) -> dict[str, Any]:
     with torch.inference_mode():
         return stage.run(env)
+
+
+class _Stopped(Exception):
+    """A hedge's device run stopped because the remote answer came first."""
+
+
+class _StoppableRun(fx.Interpreter):
+    """A stage's graph run node by node (the same calls its module makes, so the same
+    values), checking ``stop`` before each node."""
+
+    def __init__(self, module: fx.GraphModule, stop: threading.Event):
+        super().__init__(module)
+        self.stop = stop
+
+    def run_node(self, n: fx.Node) -> Any:
+        if self.stop.is_set():
+            raise _Stopped()
+        return super().run_node(n)
+
+
+def _run_rest(stages: Sequence[Any], env: dict[str, Any],
+              stop: threading.Event) -> dict[str, Any]:
+    """Stages 1.. on the device, until done or ``stop``; the values they produced."""
+    produced: dict[str, Any] = {}
+    with torch.inference_mode():
+        for stage in stages:
+            if not stage.nodes:
+                continue
+            results = _StoppableRun(stage.module, stop).run(*(env[n] for n in stage.inputs))
+            values = dict(zip(stage.outputs, results))
+            env.update(values)
+            produced.update(values)
+    return produced
+
+
+def _consume(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()  # read, so that a stopped run is not reported as unhandled
 
 
 def _pct(sorted_values: Sequence[float], q: float) -> float:

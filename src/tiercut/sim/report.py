@@ -13,7 +13,8 @@ from .simulator import RunResult
 from .timeline import Timeline
 
 COLUMNS = ("policy", "requests", "mean_s", "p50_s", "p95_s", "p99_s", "deadline_misses",
-           "energy_j_per_request", "switches", "plans_used", "sim_requests_per_s")
+           "energy_j_per_request", "switches", "plans_used", "hedged", "local_wins",
+           "sim_requests_per_s")
 
 
 def rows(results: Sequence[RunResult]) -> list[dict]:
@@ -34,6 +35,9 @@ def table(results: Sequence[RunResult]) -> str:
     out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
            for line in lines]
     for s in rows(results):
+        if s["hedged"]:
+            out.append(f"note ({s['policy']}): {s['hedged']} requests raced against the device, "
+                       f"which answered {s['local_wins']} of them first")
         out += [f"note ({s['policy']}): {n}" for n in s["notes"]]
     return "\n".join(out)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..adapt.policies import PROBE_EVERY_S, WINDOW, Setting, build_policy
+from ..adapt.policies import HEDGE_WINDOW_S, PROBE_EVERY_S, WINDOW, Setting, build_policy
 from ..link.traces import BandwidthTrace, TraceFileError, _bad, _read_pensieve
 from ..planner.scenario import Scenario
 from ..planner.table import DecisionTable, build_table
@@ -44,11 +44,14 @@ def read_load_trace(path: str | Path) -> BandwidthTrace:
 def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | None = None,
             load_tier: str | None = None, fps: float = 10.0, V: float = 1.0,
             names: Sequence[str] = (), probe_every_s: float = PROBE_EVERY_S,
-            window: int = WINDOW) -> Setup:
+            window: int = WINDOW, hedge_window_s: float = HEDGE_WINDOW_S) -> Setup:
     if not probe_every_s > 0:
         raise SimError(f"probe interval {probe_every_s!r} must be > 0 seconds (inf: never probe)")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise SimError(f"estimator window {window!r} must be a whole number of transfers >= 1")
+    if not hedge_window_s > 0:
+        raise SimError(f"hedge window {hedge_window_s!r} must be > 0 seconds (inf: remember "
+                       "every slow spell)")
     sim = Simulator(scenario, trace, load, load_tier)
     positive = [r for r in trace.rates_bps if r > 0]
     if not positive:
@@ -66,7 +69,8 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
     if not initial > 0:
         initial = trace.mean_bps
     setting = Setting(scenario, table, initial, load_table, sim.timeline, fps, V, sim.costs,
-                      probe_every_s=probe_every_s, window=window)
+                      probe_every_s=probe_every_s, window=window,
+                      hedge_window_s=hedge_window_s)
     return Setup(sim, setting)
 
 

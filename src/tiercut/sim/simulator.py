@@ -20,6 +20,13 @@ probe still under way at an arrival is told like a transfer under way (a bound o
 as the runtime's probe reports one that its time limit cut short.
 Probes hold the device's link as a transfer does (what comes next waits behind them); they are
 not charged to the energy.
+
+A request the policy hedges (``Policy.hedge``, e.g. the ``hedged`` policy) is also run to the
+end on the device, from where its own part ends (once the device's processor is free): it
+finishes with whichever answer comes first, and the device computes until then (that time is
+charged to its energy and holds its processor). What the request sent still holds the links
+and servers it was sent to (bits handed to the radio cannot be called back), and its transfer
+is observed as usual.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ from ..adapt.estimators import Observation
 from ..errors import TiercutError
 from ..link.traces import BandwidthTrace
 from ..planner.plan import Plan
+from ..planner.solve import baseline
 from ..planner.scenario import Scenario
 from .costs import CPU, TRACE_LINK, Costs, device_powers
 from .timeline import Timeline
@@ -108,6 +116,8 @@ class RunResult:
     wall_s: float
     deadline_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    hedged: int = 0  # requests also run to the end on the device (Policy.hedge)
+    local_wins: int = 0  # of those, answered by the device first
 
     def summary(self) -> dict:
         lat = self.latency_s
@@ -122,6 +132,7 @@ class RunResult:
             "energy_j_per_request": float(self.energy_j.mean()) if n else math.nan,
             "energy_j": float(self.energy_j.sum()),
             "switches": self.switches, "plans_used": len(self.cuts),
+            "hedged": self.hedged, "local_wins": self.local_wins,
             "sim_requests_per_s": n / self.wall_s if self.wall_s > 0 else math.inf,
             "notes": list(self.notes),
         }
@@ -276,9 +287,10 @@ class Simulator:
         steps: tuple = ()
         cut = 0
         device_s = link_bits = 0.0
-        switches = missed = 0
+        switches = missed = hedged = local_wins = 0
         why = ""
         heappush, heappop = heapq.heappush, heapq.heappop
+        local_s = self.costs(baseline(self.scenario, self.scenario.tiers[0])).device_s  # hedges
         start_wall = time.perf_counter()
         for k in range(n):
             t = times_list[k]
@@ -318,6 +330,7 @@ class Simulator:
                 steps, cut, device_s, link_bits = c.steps, c.cut, c.device_s, c.link_bits
             speed, frac = policy.speed, policy.send_fraction
             x = t
+            dev_end = t  # when the device's own part of the request is done
             tx = 0.0
             seen_load = None
             for op, rid, hold, after, bits in steps:
@@ -338,9 +351,25 @@ class Simulator:
                     f = free[rid]
                     x = (f if f > x else x) + hold
                     free[rid] = x
+                    if op == DEVICE_CPU:
+                        dev_end = x
                 x += after
-            latency[k] = x - t
-            energy[k] = pc * device_s * speed * speed + pr * tx * frac * frac
+            done = x
+            hedge_j = 0.0
+            if link_bits > 0.0 and policy.hedge:
+                # the rest of the model on the device too, once its own part is done and its
+                # processor free; the first to finish answers and the device stops there
+                hedged += 1
+                hs = free[device_cpu] if free[device_cpu] > dev_end else dev_end
+                he = hs + (local_s - device_s) / speed
+                if he < x:
+                    done = he
+                    local_wins += 1
+                ran = (done if done > hs else hs) - hs
+                free[device_cpu] = hs + ran
+                hedge_j = pc * ran * speed * speed * speed
+            latency[k] = done - t
+            energy[k] = pc * device_s * speed * speed + pr * tx * frac * frac + hedge_j
             index[k] = cut
             if observes and x <= horizon:
                 # when nothing crossed the link, no rate: the idle probes tell it
@@ -349,4 +378,5 @@ class Simulator:
         wall = time.perf_counter() - start_wall
         notes = [f"goal unreachable for {missed} of {n} requests, e.g. {why}"] if missed else []
         return RunResult(policy.name, times, np.asarray(latency), np.asarray(energy),
-                         np.asarray(index), servers.cuts, switches, wall, deadline_s, notes)
+                         np.asarray(index), servers.cuts, switches, wall, deadline_s, notes,
+                         hedged, local_wins)

@@ -1,0 +1,210 @@
+"""Hedged requests: the remote part raced against the rest of the model on the device, on real
+tier servers (and the shaping proxy for a stalled link), and in the simulator."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+import pytest
+import torch
+import torch.fx as fx
+from torch import nn
+
+from test_planner import three_tiers
+from tiercut.adapt.estimators import Observation, RateFloor
+from tiercut.adapt.policies import break_even_bps, build_policy
+from tiercut.link.traces import BandwidthTrace
+from tiercut.planner.table import Entry
+from tiercut.sim.run import prepare
+from tiercut.sim.simulator import SimError
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the servers run: same kernels, bit-equal answers
+    yield
+    torch.set_num_threads(threads)
+
+
+def _all_edge(model: str):
+    from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
+
+    graph = model_graph(model)
+    plan = StagePlan.from_assignment(model, {n.name: 1 for n in graph.compute_nodes},
+                                     ("device", "edge"))
+    x = example_inputs(plan)
+    with torch.inference_mode():
+        expected = graph.module(*x)
+    return plan, x, expected
+
+
+@pytest.mark.slow
+def test_a_hedged_request_into_a_stalled_link_is_answered_by_the_device(one_thread):
+    """600 KB at 20 kbit/s would take four minutes: the device's own run answers, exactly the
+    model's output, and the server goes on serving. Through AdaptiveClient too."""
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.link.shaper import ShapingProxy
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.server import serve_in_thread
+
+    plan, x, expected = _all_edge("squeezenet1_1")
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    try:
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=20e3, delay_s=0.0) as proxy:
+            with SplitClient(plan, ["%s:%d" % proxy.address[:2]]) as client:
+                client.prepare()
+                t = time.monotonic()
+                out, m = client.infer(*x, hedge=True)
+                assert time.monotonic() - t < 60.0
+            assert torch.equal(out, expected)
+            assert m.hedged and m.fallback and m.fallback_reason.startswith("hedged")
+            assert m.hops[0].bytes_sent > 600_000 and m.hops[0].bytes_returned == 0
+            # through AdaptiveClient: a policy that hedges is told the transfer had not come
+            # back (a bound on the rate, as of a transfer still under way)
+            policy = _Hedging(_edge_plan())
+            with AdaptiveClient(policy, {"edge": "%s:%d" % proxy.address[:2]}) as client:
+                out, m, _ = client.infer(*x)
+            assert torch.equal(out, expected) and m.hedged and m.fallback
+            (obs,) = policy.seen  # the time since sending, less the edge's predicted compute
+            assert not obs.done and obs.bits == 8 * m.hops[0].bytes_sent
+            assert obs.seconds == pytest.approx(m.hops[0].seconds
+                                                - policy.plan.tier_seconds["edge"])
+        with SplitClient(plan, [server.endpoint]) as direct:  # the server is unharmed
+            out, m = direct.infer(*x)
+            assert torch.equal(out, expected) and not m.fallback and not m.hedged
+    finally:
+        server.stop(0)
+
+
+class _Hedging:
+    """Always the same plan, always hedged; keeps what it is told."""
+
+    observes, speed, send_fraction, unreachable, hedge = True, 1.0, 1.0, "", True
+
+    def __init__(self, plan):
+        self.plan, self.seen = plan, []
+
+    def observe(self, obs):
+        self.seen.append(obs)
+
+    def next_plan(self, now, backlog_s=0.0):
+        return self.plan
+
+
+def _edge_plan():
+    """squeezenet1_1 all on an edge 10x this machine, as the planner describes it."""
+    from tiercut.planner import Host, Scenario, baseline, parse_link
+    from tiercut.predict import scale_profile
+    from tiercut.profiler import ProfileSettings, profile_model
+    from tiercut.zoo import resolve
+
+    entry = resolve("squeezenet1_1")
+    prof = profile_model(entry.build(), entry.example_inputs(), name="squeezenet1_1",
+                         settings=ProfileSettings(threads=1, repeat=1, warmup=0))
+    sc = Scenario(("device", "edge"), (Host("device", "device", prof),
+                                       Host("edge", "edge", scale_profile(prof, 10.0, "edge"))),
+                  {("device", "edge"): parse_link("10mbit,5ms")})
+    return baseline(sc, "edge")
+
+
+@pytest.mark.slow
+def test_a_hedged_request_answered_remotely_stops_the_device(one_thread):
+    """The device is busy with other work, so the server answers first; the device's run,
+    when it gets the processor, stops at once."""
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.server import serve_in_thread
+
+    plan, x, expected = _all_edge("squeezenet1_1")
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    release = threading.Event()
+    try:
+        with SplitClient(plan, [server.endpoint], device_workers=1) as client:
+            client.prepare()
+            busy = client._pool.submit(release.wait, 60)  # the device's one worker
+            out, m = client.infer(*x, hedge=True)
+            release.set()
+            busy.result(timeout=10)
+            assert torch.equal(out, expected)
+            assert m.hedged and not m.fallback and m.endpoint == server.endpoint
+            assert client._pool.submit(lambda: 7).result(timeout=30) == 7  # not held
+            out, m = client.infer(*x)  # and unhedged requests go on as before
+            assert torch.equal(out, expected) and not m.hedged
+    finally:
+        release.set()
+        server.stop(0)
+
+
+def test_the_devices_run_stops_between_nodes_and_otherwise_equals_the_module():
+    from tiercut.runtime.client import _Stopped, _StoppableRun
+
+    torch.manual_seed(0)
+    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)))
+    x = torch.randn(2, 4)
+    stop = threading.Event()
+    assert torch.equal(_StoppableRun(gm, stop).run(x), gm(x))
+    reached = []
+    gm.get_submodule("0").register_forward_hook(lambda *_: stop.set())
+    gm.get_submodule("2").register_forward_hook(lambda *_: reached.append(True))
+    with pytest.raises(_Stopped):
+        _StoppableRun(gm, stop).run(x)
+    assert not reached  # stopped after the first layer, before the last
+
+
+def test_rate_floor_is_the_lowest_rate_within_its_window():
+    floor = RateFloor(window_s=10.0)
+    assert floor.lowest(0.0) == math.inf
+    for t, bits, seconds in ((0.0, 8e6, 1.0), (1.0, 1e6, 1.0), (2.0, 4e6, 1.0),
+                             (12.5, 2e6, 1.0)):
+        floor.observe(Observation(t, bits, seconds))
+    assert floor.lowest(5.0) == 1e6
+    assert floor.lowest(11.5) == 2e6  # 1 Mbit/s was seen at t=1, out of the window now
+    floor.observe(Observation(13.0, 1e6, 2.0, done=False))  # a bound counts too
+    assert floor.lowest(13.0) == 5e5
+    floor.observe(Observation(13.5, 100.0, 1.0))  # too small to say anything
+    assert floor.lowest(13.5) == 5e5
+    with pytest.raises(ValueError, match="window_s"):
+        RateFloor(0.0)
+
+
+def test_break_even_rate():
+    e = Entry(plan=None, base=0.1, per_inv_bw=8e6, per_load=0.0)
+    assert break_even_bps(e, local_s=0.5) == pytest.approx(8e6 / 0.4)  # 0.1 + 8e6/2e7 = 0.5
+    assert break_even_bps(e, local_s=0.05) == math.inf  # never faster than the device
+    assert break_even_bps(Entry(None, 0.5, 0.0, 0.0), local_s=0.5) == 0.0  # sends nothing
+
+
+# --- the simulator ------------------------------------------------------------------------------
+
+def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
+    """40 Mbit/s with two 3 s outages: until the first, nothing is hedged (the same requests
+    as the adaptive policy's); after it, remote requests are hedged, and those sent into the
+    second outage finish in about the all-device time instead of waiting it out."""
+    from tiercut.planner import baseline
+
+    sc = three_tiers(0)
+    trace = BandwidthTrace((0.0, 20.0, 23.0, 40.0, 43.0), (40e6, 0.0, 40e6, 0.0, 40e6))
+    setup = prepare(sc, trace)
+    local = setup.simulator.costs(baseline(sc, "device")).latency_at(1.0)
+    assert setup.setting.table.best(40e6) is not setup.setting.table.best(1e3)  # offloads
+    times = np.arange(0.0, 60.0, 0.5)
+    hedged = setup.simulator.run(build_policy("hedged", setup.setting), times, 60.0)
+    adaptive = setup.simulator.run(build_policy("adaptive", setup.setting), times, 60.0)
+    before = times < 20.0
+    assert hedged.latency_s[before].tolist() == adaptive.latency_s[before].tolist()
+    assert hedged.energy_j[before].tolist() == adaptive.energy_j[before].tolist()
+    second = (times >= 40.0) & (times < 43.0)
+    assert hedged.hedged > 0 and hedged.local_wins > 0
+    assert hedged.latency_s[second].max() < 2 * local < adaptive.latency_s[second].max()
+    assert hedged.latency_s.mean() < adaptive.latency_s.mean()
+    assert hedged.energy_j.sum() > adaptive.energy_j.sum()  # the device's redundant work
+    summary = hedged.summary()
+    assert summary["hedged"] == hedged.hedged and summary["local_wins"] == hedged.local_wins
+
+
+def test_hedge_window_is_checked():
+    with pytest.raises(SimError, match="hedge window 0"):
+        prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,)), hedge_window_s=0.0)
