@@ -18,11 +18,12 @@ perfect knowledge of the present can be far from the oracle there; no causal pol
 from a rate can do better than that reference. "fa/or" is the adaptive policy set to follow
 such a link closely (``FAST``: an idle link probed every 0.25 s, the estimate from the newest
 transfer alone), over the oracle: nearer to rate-now, at the price of the probes' traffic.
-"he/or" is the hedged policy (adaptive, and a remote request raced against the rest of the
-model on the device once the link has recently been slower than the plan's break-even rate)
-over the oracle, "fh/or" the same with FAST, and "he E" its device energy over adaptive's: a
-request sent into an outage costs the device's time instead of the outage's, which no choice
-of plan from a rate can avoid; the device's redundant work is the price.
+"he/or" is the hedged policy (adaptive, and while the link is uncertain a request both sent
+and run to the end on the device, the first answer winning) over the oracle, "fh/or" the same
+with FAST, and "he E" its device energy over adaptive's: a request sent into an outage costs
+the device's time instead of the outage's, and one kept on the device through the end of a
+dip gets the link back, which no choice of one plan from a rate can do; the device's
+redundant work is the price.
 
 Load-aware vs load-blind: device and edge only (LoADPart's setting), the edge's compute times
 a square wave of 1x and 4x, each level held for 20 arrivals (at least 10 s), for each device
@@ -222,8 +223,8 @@ def main() -> None:
               f"{len(rows)}; its probes cost {PROBE_BITS / FAST['probe_every_s'] / 1e6:.1f} "
               f"Mbit/s of an idle link")
         energy = [r[12] for r in rows]
-        print(f"  hedged (adaptive, raced against the device after a slow spell): within 10% of "
-              f"oracle on {sum(r[9] <= 1.10 for r in rows)}/{len(rows)}, fast hedged on "
+        print(f"  hedged (adaptive, raced against the device while the link is uncertain): "
+              f"within 10% of oracle on {sum(r[9] <= 1.10 for r in rows)}/{len(rows)}, fast hedged on "
               f"{sum(r[10] <= 1.10 for r in rows)}/{len(rows)}; >= 20% better than static on "
               f"{sum(r[11] >= 0.20 for r in varied)} of the {len(varied)} varying >= 4x "
               f"({sum(r[11] >= 0.20 for r in reachable)} of the {len(reachable)} where the "

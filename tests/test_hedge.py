@@ -14,7 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from test_planner import three_tiers
-from tiercut.adapt.estimators import Observation, RateFloor
+from tiercut.adapt.estimators import Observation, RateRange
 from tiercut.adapt.policies import break_even_bps, build_policy
 from tiercut.link.traces import BandwidthTrace
 from tiercut.planner.table import Entry
@@ -63,8 +63,9 @@ def test_a_hedged_request_into_a_stalled_link_is_answered_by_the_device(one_thre
             assert torch.equal(out, expected)
             assert m.hedged and m.fallback and m.fallback_reason.startswith("hedged")
             assert m.hops[0].bytes_sent > 600_000 and m.hops[0].bytes_returned == 0
-            # through AdaptiveClient: a policy that hedges is told the transfer had not come
-            # back (a bound on the rate, as of a transfer still under way)
+        # through AdaptiveClient (a link of its own: the first still carries the bytes sent):
+        # a policy that hedges is told the transfer had not come back, a bound on the rate
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=20e3, delay_s=0.0) as proxy:
             policy = _Hedging(_edge_plan())
             with AdaptiveClient(policy, {"edge": "%s:%d" % proxy.address[:2]}) as client:
                 out, m, _ = client.infer(*x)
@@ -154,20 +155,23 @@ def test_the_devices_run_stops_between_nodes_and_otherwise_equals_the_module():
     assert not reached  # stopped after the first layer, before the last
 
 
-def test_rate_floor_is_the_lowest_rate_within_its_window():
-    floor = RateFloor(window_s=10.0)
-    assert floor.lowest(0.0) == math.inf
+def test_rate_range_is_the_lowest_and_highest_rate_within_its_window():
+    seen = RateRange(window_s=10.0)
+    assert seen.lowest(0.0) == math.inf and seen.highest(0.0) == 0.0
     for t, bits, seconds in ((0.0, 8e6, 1.0), (1.0, 1e6, 1.0), (2.0, 4e6, 1.0),
                              (12.5, 2e6, 1.0)):
-        floor.observe(Observation(t, bits, seconds))
-    assert floor.lowest(5.0) == 1e6
-    assert floor.lowest(11.5) == 2e6  # 1 Mbit/s was seen at t=1, out of the window now
-    floor.observe(Observation(13.0, 1e6, 2.0, done=False))  # a bound counts too
-    assert floor.lowest(13.0) == 5e5
-    floor.observe(Observation(13.5, 100.0, 1.0))  # too small to say anything
-    assert floor.lowest(13.5) == 5e5
+        seen.observe(Observation(t, bits, seconds))
+    assert seen.lowest(5.0) == 1e6 and seen.highest(5.0) == 8e6
+    assert seen.lowest(11.5) == 2e6 and seen.highest(11.5) == 4e6  # t=0 and 1 have left
+    seen.observe(Observation(13.0, 16e6, 0.5, done=False))  # a bound: low, never high
+    assert seen.lowest(13.0) == 2e6 and seen.highest(13.0) == 2e6  # t=2 has left too
+    seen.observe(Observation(13.0, 1e6, 2.0, done=False))
+    assert seen.lowest(13.0) == 5e5
+    seen.observe(Observation(13.5, 100.0, 1.0))  # too small to say anything
+    assert seen.lowest(13.5) == 5e5 and seen.highest(13.5) == 2e6
+    assert seen.highest(30.0) == 0.0
     with pytest.raises(ValueError, match="window_s"):
-        RateFloor(0.0)
+        RateRange(0.0)
 
 
 def test_break_even_rate():

@@ -15,9 +15,9 @@
   taken longer than its bits at ``outlier``× below the estimate would, the rate is at most
   bits / elapsed, and the estimate drops to that bound (not a sample: the transfer's own
   sample comes when it ends).
-* ``RateFloor``: the lowest rate the link showed within the last ``window_s`` seconds
-  (transfers, probes and the bounds of transfers under way): how bad it has recently been,
-  which the hedged policy weighs against each plan's break-even rate.
+* ``RateRange``: the lowest and highest rates the link showed within the last ``window_s``
+  seconds: how bad and how good it has recently been, which the hedged policy weighs against
+  each plan's break-even rate.
 * ``LatencyEstimator``: one-way latency as half the smallest recent round trip left after the
   transfer itself.
 * ``LoadEstimator``: a server's load factor, its service time relative to what its profile
@@ -107,33 +107,46 @@ class BandwidthEstimator:
         return now - self.last_t > after_s
 
 
-class RateFloor:
-    """The lowest rate seen within the last ``window_s`` seconds: a sliding-window minimum
-    (rates kept ascending, each sample pushed and popped once), O(1) per sample."""
+class RateRange:
+    """The lowest and the highest rate seen within the last ``window_s`` seconds: sliding-window
+    minimum and maximum (rates kept in order, each sample pushed and popped once), O(1) per
+    sample. The lowest counts the bounds of transfers under way (the link was at most that
+    fast); the highest only finished transfers and probes (a bound is not a rate reached)."""
 
     def __init__(self, window_s: float, min_bits: float = 8 * 1500):
         if not window_s > 0:
             raise EstimatorError(f"window_s must be > 0 seconds, got {window_s!r}")
         self.window_s, self.min_bits = window_s, min_bits
-        self._kept: deque[tuple[float, float]] = deque()  # (time, rate), rates ascending
+        self._low: deque[tuple[float, float]] = deque()  # (time, rate), rates ascending
+        self._high: deque[tuple[float, float]] = deque()  # (time, rate), rates descending
 
     def observe(self, obs: Observation) -> None:
-        """A finished transfer's rate, or the bound of one under way (its bits over its time
-        so far: the link was at most that fast)."""
         if obs.bits < self.min_bits or not obs.seconds > 0:
             return
         rate = obs.bits / obs.seconds
-        kept = self._kept
-        while kept and kept[-1][1] >= rate:  # never the minimum again while this one is kept
-            kept.pop()
-        kept.append((obs.now, rate))
+        low = self._low
+        while low and low[-1][1] >= rate:  # never the minimum again while this one is kept
+            low.pop()
+        low.append((obs.now, rate))
+        if obs.done:
+            high = self._high
+            while high and high[-1][1] <= rate:
+                high.pop()
+            high.append((obs.now, rate))
 
     def lowest(self, now: float) -> float:
         """The lowest rate seen since ``now - window_s`` (inf when none)."""
-        kept = self._kept
-        while kept and kept[0][0] < now - self.window_s:
-            kept.popleft()
-        return kept[0][1] if kept else math.inf
+        return _front(self._low, now - self.window_s, math.inf)
+
+    def highest(self, now: float) -> float:
+        """The highest rate a transfer reached since ``now - window_s`` (0 when none)."""
+        return _front(self._high, now - self.window_s, 0.0)
+
+
+def _front(kept: deque, since: float, empty: float) -> float:
+    while kept and kept[0][0] < since:
+        kept.popleft()
+    return kept[0][1] if kept else empty
 
 
 class LatencyEstimator:

@@ -4,11 +4,14 @@
 * ``static``: the best plan at start (Neurosurgeon), never changed.
 * ``adaptive``: the decision table's plan for the current bandwidth estimate (JALAD, dynamic
   split computing); a lookup is a bisection.
-* ``hedged``: adaptive, and a request whose plan sends over the device's link is also run to
-  the end on the device (the first answer wins) whenever the link was, within the last
-  ``hedge_window_s``, slower than that plan's break-even rate (where the device alone would
-  have been faster). A request sent into an outage then costs the all-device time, not the
-  outage's; the price is device energy while both run (redundant requests).
+* ``hedged``: adaptive, and while the link is uncertain a request is both sent and run to the
+  end on the device (the first answer wins): a remote plan once the link was, within the last
+  ``hedge_window_s``, slower than the plan's break-even rate (where the device alone would
+  have been faster); and instead of keeping a request on the device, the plan for the best
+  rate seen in that window, once that rate beats the device. A request sent into an outage
+  then costs the all-device time, not the outage's, and one kept on the device through the
+  end of a dip gets the link back. The price is device energy and link traffic while both run
+  (redundant requests).
 * ``loadaware``: the same with the table's load axis and the watched tier's observed load
   (LoADPart).
 * ``dads``: latency mode while the latency plan sustains the frame rate, else the throughput
@@ -44,7 +47,7 @@ from ..planner.scenario import Scenario
 from ..planner.solve import baseline, plan as solve
 from ..planner.table import DecisionTable, Entry, with_device_bandwidth
 from ..sim.costs import CPU, TRACE_LINK, Costs, PlanCost, device_powers
-from .estimators import BandwidthEstimator, LoadEstimator, Observation, RateFloor
+from .estimators import BandwidthEstimator, LoadEstimator, Observation, RateRange
 
 POLICIES = ("static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "oracle")
 PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
@@ -114,13 +117,21 @@ class AdaptivePolicy(Policy):
 
 
 class HedgedPolicy(AdaptivePolicy):
-    """The adaptive policy's plans, hedged with the device while the link is risky (above).
+    """The adaptive policy's plans, hedged with the device while the link is uncertain.
 
     ``local_s``: the all-device latency. A plan of latency base + bits/rate is slower than the
-    device alone below the rate bits / (local_s - base), its break-even rate; the request is
-    hedged when the link fell below it within ``window_s`` (``RateFloor``). On a steady link
-    that never happens and this is the adaptive policy; on one with outages nearly every
-    remote request is hedged."""
+    device alone below the rate bits / (local_s - base), its break-even rate. A hedged request
+    runs its plan and, from where the device's own part ends, the rest of the model on the
+    device too; the first answer wins (the device's answer comes at about ``local_s``, so a
+    hedged plan is never much slower than the device alone). Within ``window_s``
+    (``RateRange``):
+
+    * the estimate says send: hedge when the link fell below the plan's break-even rate;
+    * the estimate says keep it on the device: when a transfer reached a rate at which the
+      table's plan beats the device, send that plan, hedged (the device computes as it would
+      have, and a link that has come back answers sooner).
+
+    On a steady link neither happens and this is the adaptive policy."""
 
     name = "hedged"
 
@@ -128,17 +139,26 @@ class HedgedPolicy(AdaptivePolicy):
                  estimator: BandwidthEstimator | None = None,
                  probe_every_s: float = PROBE_EVERY_S, window_s: float = HEDGE_WINDOW_S):
         super().__init__(table, initial_bps, estimator, probe_every_s)
-        self.floor = RateFloor(window_s)
+        self.range = RateRange(window_s)
         self.break_even = {id(e.plan): break_even_bps(e, local_s) for e in table.entries}
 
     def observe(self, obs: Observation) -> None:
         super().observe(obs)
-        self.floor.observe(obs)
+        self.range.observe(obs)
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
         p = super().next_plan(now, backlog_s)
         rate = self.break_even.get(id(p), 0.0)
-        self.hedge = rate > 0.0 and self.floor.lowest(now) < rate
+        if rate > 0.0:
+            self.hedge = self.range.lowest(now) < rate
+            return p
+        high = self.range.highest(now)
+        if high > 0.0:
+            q = self.table.best(high)
+            if 0.0 < self.break_even.get(id(q), 0.0) < high:
+                self.hedge = True
+                return q
+        self.hedge = False
         return p
 
 
