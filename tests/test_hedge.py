@@ -212,3 +212,23 @@ def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
 def test_hedge_window_is_checked():
     with pytest.raises(SimError, match="hedge window 0"):
         prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,)), hedge_window_s=0.0)
+
+
+@pytest.mark.slow
+def test_a_hedged_request_to_an_unreachable_host_is_answered_by_the_device(one_thread):
+    import socket
+
+    from tiercut.runtime.client import RemoteError, SplitClient
+
+    plan, x, expected = _all_edge("squeezenet1_1")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = "127.0.0.1:%d" % s.getsockname()[1]
+    with SplitClient(plan, [dead]) as client:
+        out, m = client.infer(*x, hedge=True)
+    assert torch.equal(out, expected)
+    assert m.hedged and m.fallback and m.fallback_reason.startswith("hedged, and")
+    assert dead in m.fallback_reason
+    with SplitClient(plan, [dead], fallback=False) as client:  # the setting holds when hedged
+        with pytest.raises(RemoteError, match="UNAVAILABLE"):
+            client.infer(*x, hedge=True)

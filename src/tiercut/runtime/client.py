@@ -408,7 +408,7 @@ class SplitClient:
                                      stop)
         try:
             await asyncio.wait((remote, local), return_when=asyncio.FIRST_COMPLETED)
-            if remote.done() and isinstance(remote.exception(), _Unreachable):
+            if remote.done() and isinstance(remote.exception(), _Unreachable) and self.fallback:
                 await asyncio.wait((local,))  # the device's run is the fallback, under way
             elif not remote.done() and local.exception() is not None:
                 await asyncio.wait((remote,))  # the device's run failed: the remote answers
@@ -421,8 +421,9 @@ class SplitClient:
             exc = remote.exception()
             if exc is None:
                 return remote.result(), None
-            if not isinstance(exc, _Unreachable) or local.exception() is not None:
-                raise exc
+            if not isinstance(exc, _Unreachable) or not self.fallback \
+                    or local.exception() is not None:
+                raise exc  # (an unreachable host without fallback: ainfer says so)
             why, failovers = f"hedged, and {exc.reason}", exc.failovers
         seconds = time.perf_counter() - t
         tiers = self.plan.tiers
