@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -115,6 +116,23 @@ class RateNow(AdaptivePolicy):
 
     def next_plan(self, now: float, backlog_s: float = 0.0):
         return self.table.best(max(self.timeline.rate_at(now), 1.0))  # 1 bit/s for an outage
+
+
+class TraceRow(NamedTuple):
+    """One trace's figures for one model (ratios are over the oracle, gains over static)."""
+    model: str
+    trace: str
+    var: float  # p90/p10 rate
+    ratio: float  # adaptive
+    gain: float
+    cut_moves: bool  # the oracle left its first plan
+    now: float  # rate-now
+    fast_ratio: float
+    oracle_gain: float
+    hedged: float
+    fast_hedged: float
+    hedged_gain: float
+    hedged_energy: float  # hedged over adaptive device energy
 
 
 def means(setup, names, rate: float, duration: float, seeds,
@@ -187,9 +205,10 @@ def main() -> None:
                 goals.append(f">=20% {'ok' if gain >= 0.20 else 'MISSED'}; "
                              f"{'ok' if hedged_gain >= 0.20 else 'MISSED'}")
             now = m["rate-now"] / m["oracle"]
-            summary.append((model, tr.name, var, ratio, gain, used["oracle"] > 1, now, fast_ratio,
-                            1 - m["oracle"] / m["static"], hedged, fast_hedged, hedged_gain,
-                            joules["hedged"] / joules["adaptive"]))
+            summary.append(TraceRow(model, tr.name, var, ratio, gain, used["oracle"] > 1, now,
+                                    fast_ratio, 1 - m["oracle"] / m["static"], hedged,
+                                    fast_hedged, hedged_gain,
+                                    joules["hedged"] / joules["adaptive"]))
             print(f"{tr.name[:26]:26s} {tr.mean_bps / 1e6:6.2f} {var:7.1f} "
                   f"{'yes' if used['oracle'] > 1 else 'no':>3s} {m['static'] * 1e3:9.1f} "
                   f"{m['adaptive'] * 1e3:9.1f} {m['oracle'] * 1e3:9.1f} {ratio:6.3f} "
@@ -203,31 +222,32 @@ def main() -> None:
                        "shared traces")
     print("\n== summary: adaptive within 10% of oracle; >= 20% better than static (p90/p10 >= 4)")
     for model in args.models.split(","):
-        rows = [r for r in summary if r[0] == model]
-        close = sum(r[3] <= 1.10 for r in rows)
-        beyond = [r for r in rows if r[6] > 1.10]
-        varied = [r for r in rows if r[2] >= 4]
-        moved = [r for r in varied if r[5]]
+        rows = [r for r in summary if r.model == model]
+        close = sum(r.ratio <= 1.10 for r in rows)
+        beyond = [r for r in rows if r.now > 1.10]
+        varied = [r for r in rows if r.var >= 4]
+        moved = [r for r in varied if r.cut_moves]
         print(f"{model}: within 10% of oracle on {close}/{len(rows)} traces; on the "
               f"{len(varied)} traces varying >= 4x: >= 20% better than static on "
-              f"{sum(r[4] >= 0.20 for r in varied)} ({len(moved)} of them ever change the "
+              f"{sum(r.gain >= 0.20 for r in varied)} ({len(moved)} of them ever change the "
               f"oracle's cut)")
-        reachable = [r for r in varied if r[8] >= 0.20]
+        reachable = [r for r in varied if r.oracle_gain >= 0.20]
         print(f"  the oracle itself is >= 20% better than static on {len(reachable)} of those; "
-              f"adaptive is on {sum(r[4] >= 0.20 for r in reachable)} of them")
+              f"adaptive is on {sum(r.gain >= 0.20 for r in reachable)} of them")
         print(f"  knowing the present rate exactly (rate-now) is itself more than 10% off the "
               f"oracle on {len(beyond)} traces; adaptive is within 10% of rate-now on "
-              f"{sum(r[3] / r[6] <= 1.10 for r in rows)}/{len(rows)}")
+              f"{sum(r.ratio / r.now <= 1.10 for r in rows)}/{len(rows)}")
         print(f"  fast (probing an idle link every {FAST['probe_every_s']} s, estimate from the "
-              f"newest transfer): within 10% of oracle on {sum(r[7] <= 1.10 for r in rows)}/"
-              f"{len(rows)}; its probes cost {PROBE_BITS / FAST['probe_every_s'] / 1e6:.1f} "
-              f"Mbit/s of an idle link")
-        energy = [r[12] for r in rows]
+              f"newest transfer): within 10% of oracle on "
+              f"{sum(r.fast_ratio <= 1.10 for r in rows)}/{len(rows)}; its probes cost "
+              f"{PROBE_BITS / FAST['probe_every_s'] / 1e6:.1f} Mbit/s of an idle link")
+        energy = [r.hedged_energy for r in rows]
         print(f"  hedged (adaptive, raced against the device while the link is uncertain): "
-              f"within 10% of oracle on {sum(r[9] <= 1.10 for r in rows)}/{len(rows)}, fast hedged on "
-              f"{sum(r[10] <= 1.10 for r in rows)}/{len(rows)}; >= 20% better than static on "
-              f"{sum(r[11] >= 0.20 for r in varied)} of the {len(varied)} varying >= 4x "
-              f"({sum(r[11] >= 0.20 for r in reachable)} of the {len(reachable)} where the "
+              f"within 10% of oracle on {sum(r.hedged <= 1.10 for r in rows)}/{len(rows)}, "
+              f"fast hedged on {sum(r.fast_hedged <= 1.10 for r in rows)}/{len(rows)}; >= 20% "
+              f"better than static on "
+              f"{sum(r.hedged_gain >= 0.20 for r in varied)} of the {len(varied)} varying >= 4x "
+              f"({sum(r.hedged_gain >= 0.20 for r in reachable)} of the {len(reachable)} where the "
               f"oracle is); device energy x{statistics.fmean(energy):.2f} of adaptive's on "
               f"average, x{max(energy):.2f} at most")
     print("\n== summary: load-aware vs load-blind adaptive (goal: >= 14% lower mean latency)")

@@ -46,7 +46,7 @@ def simulate_cmd(
     window: int = typer.Option(5, "--window", help="transfers the bandwidth estimate is made "
                                "from (1: the newest alone)"),
     hedge_window: float = typer.Option(60.0, "--hedge-window", help="seconds the hedged "
-                                       "policy remembers the link's slowest rate"),
+                                       "policy remembers the link's slowest and fastest rates"),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the results as CSV"),

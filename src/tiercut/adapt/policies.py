@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 from ..errors import TiercutError
 from ..planner.plan import Plan
 from ..planner.scenario import Scenario
-from ..planner.solve import baseline, plan as solve
+from ..planner.solve import plan as solve
 from ..planner.table import DecisionTable, Entry, with_device_bandwidth
 from ..sim.costs import CPU, TRACE_LINK, Costs, PlanCost, device_powers
 from .estimators import BandwidthEstimator, LoadEstimator, Observation, RateRange
@@ -52,7 +52,7 @@ from .estimators import BandwidthEstimator, LoadEstimator, Observation, RateRang
 POLICIES = ("static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "oracle")
 PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
 WINDOW = 5  # transfers the bandwidth estimator keeps (see estimators.BandwidthEstimator)
-HEDGE_WINDOW_S = 60.0  # the hedged policy's memory of how slow the link has been
+HEDGE_WINDOW_S = 60.0  # the hedged policy's memory of how slow and how fast the link was
 
 
 class PolicyError(TiercutError, ValueError):
@@ -436,7 +436,7 @@ class Setting:
     costs: Costs | None = None
     probe_every_s: float = PROBE_EVERY_S  # idle probes of the policies that estimate bandwidth
     window: int = WINDOW  # transfers the bandwidth estimator keeps
-    hedge_window_s: float = HEDGE_WINDOW_S  # the hedged policy's memory of slow spells
+    hedge_window_s: float = HEDGE_WINDOW_S  # the hedged policy's memory of the link's range
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -454,9 +454,8 @@ def build_policy(name: str, s: Setting) -> Policy:
     if name == "adaptive":
         return AdaptivePolicy(s.table, s.initial_bps, estimator(), s.probe_every_s)
     if name == "hedged":
-        local_s = costs(baseline(s.scenario, s.scenario.tiers[0])).latency_at(1.0)
-        return HedgedPolicy(s.table, s.initial_bps, local_s, estimator(), s.probe_every_s,
-                            s.hedge_window_s)
+        return HedgedPolicy(s.table, s.initial_bps, costs.device_alone_s(), estimator(),
+                            s.probe_every_s, s.hedge_window_s)
     if name == "loadaware":
         if s.load_table is None:
             raise PolicyError("the load-aware policy needs a load table (build one with a "

@@ -17,6 +17,7 @@ from ..planner.build import build
 from ..planner.plan import Plan
 from ..planner.problem import crossing
 from ..planner.scenario import Scenario
+from ..planner.solve import baseline
 
 CPU, TRACE_LINK, FIXED_LINK = 0, 1, 2
 DEFAULT_POWER_W = (2.0, 1.0)  # device compute and radio power when the scenario gives neither
@@ -102,6 +103,14 @@ class Costs:
 
     def __init__(self, scenario: Scenario):
         self.scenario, self._by_key, self._by_id = scenario, {}, {}
+        self._device_alone: PlanCost | None = None
+
+    def device_alone_s(self) -> float:
+        """The whole model on the device at speed 1: what a hedged request's device run
+        takes from the start."""
+        if self._device_alone is None:
+            self._device_alone = self(baseline(self.scenario, self.scenario.tiers[0]))
+        return self._device_alone.device_s
 
     def __call__(self, p: Plan) -> PlanCost:
         c = self._by_id.get(id(p))

@@ -45,7 +45,6 @@ from ..adapt.estimators import Observation
 from ..errors import TiercutError
 from ..link.traces import BandwidthTrace
 from ..planner.plan import Plan
-from ..planner.solve import baseline
 from ..planner.scenario import Scenario
 from .costs import CPU, TRACE_LINK, Costs, device_powers
 from .timeline import Timeline
@@ -290,7 +289,6 @@ class Simulator:
         switches = missed = hedged = local_wins = 0
         why = ""
         heappush, heappop = heapq.heappush, heapq.heappop
-        local_s = self.costs(baseline(self.scenario, self.scenario.tiers[0])).device_s  # hedges
         start_wall = time.perf_counter()
         for k in range(n):
             t = times_list[k]
@@ -330,7 +328,6 @@ class Simulator:
                 steps, cut, device_s, link_bits = c.steps, c.cut, c.device_s, c.link_bits
             speed, frac = policy.speed, policy.send_fraction
             x = t
-            dev_end = t  # when the device's own part of the request is done
             tx = 0.0
             seen_load = None
             for op, rid, hold, after, bits in steps:
@@ -351,17 +348,16 @@ class Simulator:
                     f = free[rid]
                     x = (f if f > x else x) + hold
                     free[rid] = x
-                    if op == DEVICE_CPU:
-                        dev_end = x
                 x += after
             done = x
             hedge_j = 0.0
             if link_bits > 0.0 and policy.hedge:
                 # the rest of the model on the device too, once its own part is done and its
-                # processor free; the first to finish answers and the device stops there
+                # processor free (both: when the processor is next free, if not before the
+                # arrival); the first to finish answers and the device stops there
                 hedged += 1
-                hs = free[device_cpu] if free[device_cpu] > dev_end else dev_end
-                he = hs + (local_s - device_s) / speed
+                hs = free[device_cpu] if free[device_cpu] > t else t
+                he = hs + (self.costs.device_alone_s() - device_s) / speed
                 if he < x:
                     done = he
                     local_wins += 1
