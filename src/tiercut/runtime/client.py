@@ -243,6 +243,7 @@ class SplitClient:
     def close(self) -> None:
         if self._loop is not None:
             self._run(self.aclose())
+            self._run(_settle())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)  # type: ignore[union-attr]
             self._loop.close()
@@ -594,6 +595,15 @@ def _run_rest(stages: Sequence[Any], env: dict[str, Any],
             env.update(values)
             produced.update(values)
     return produced
+
+
+async def _settle() -> None:
+    """Cancel and finish the tasks grpc leaves behind a closed call (as asyncio.run does),
+    so that closing the loop destroys none still pending."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _consume(future: Any) -> None:
