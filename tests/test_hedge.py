@@ -2,6 +2,7 @@
 tier servers (and the shaping proxy for a stalled link), and in the simulator."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -83,7 +84,8 @@ def test_a_hedged_request_into_a_stalled_link_is_answered_by_the_device(one_thre
 class _Hedging:
     """Always the same plan, always hedged; keeps what it is told."""
 
-    observes, speed, send_fraction, unreachable, hedge = True, 1.0, 1.0, "", True
+    observes, speed, send_fraction, unreachable = True, 1.0, 1.0, ""
+    hedge, hedge_after_s = True, 0.0
 
     def __init__(self, plan):
         self.plan, self.seen = plan, []
@@ -135,6 +137,34 @@ def test_a_hedged_request_answered_remotely_stops_the_device(one_thread):
             assert torch.equal(out, expected) and not m.hedged
     finally:
         release.set()
+        server.stop(0)
+
+
+@pytest.mark.slow
+def test_a_delayed_hedge_runs_the_device_only_when_the_answer_is_late(one_thread):
+    """hedge_after_s: an answer in time leaves the device idle (its pool never starts a
+    thread); into a stalled link, the device starts after the wait and answers."""
+    from tiercut.link.shaper import ShapingProxy
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.server import serve_in_thread
+
+    plan, x, expected = _all_edge("squeezenet1_1")
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    try:
+        with SplitClient(plan, [server.endpoint]) as client:
+            client.prepare()
+            out, m = client.infer(*x, hedge=True, hedge_after_s=30.0)
+            assert torch.equal(out, expected) and m.hedged and not m.fallback
+            assert m.total_s < 30.0 and not client._pool._threads  # the device never ran
+            with pytest.raises(ValueError, match="hedge_after_s -1 must be a number"):
+                client.infer(*x, hedge=True, hedge_after_s=-1)
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=20e3, delay_s=0.0) as proxy:
+            with SplitClient(plan, ["%s:%d" % proxy.address[:2]]) as client:
+                client.prepare()
+                out, m = client.infer(*x, hedge=True, hedge_after_s=0.5)
+            assert torch.equal(out, expected) and m.hedged and m.fallback
+            assert 0.5 <= m.total_s < 60.0 and m.hops[0].bytes_returned == 0
+    finally:
         server.stop(0)
 
 
@@ -208,9 +238,39 @@ def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
     assert summary["hedged"] == hedged.hedged and summary["local_wins"] == hedged.local_wins
 
 
-def test_hedge_window_is_checked():
+def test_a_delayed_hedge_runs_the_device_only_for_late_answers():
+    """The same link, the device's run starting once the answer is one predicted latency late:
+    it runs only for the requests sent into the outages, which still finish well before the
+    outage ends, and the device spends less than when it races from the start."""
+    from tiercut.planner import baseline
+
+    sc = three_tiers(0)
+    trace = BandwidthTrace((0.0, 20.0, 23.0, 40.0, 43.0), (40e6, 0.0, 40e6, 0.0, 40e6))
+    setup = prepare(sc, trace, hedge_after=1.0)
+    local = setup.simulator.costs(baseline(sc, "device")).latency_at(1.0)
+    times = np.arange(0.0, 60.0, 0.5)
+    late = setup.simulator.run(build_policy("hedged", setup.setting), times, 60.0)
+    at_once = setup.simulator.run(
+        build_policy("hedged", dataclasses.replace(setup.setting, hedge_after=0.0)), times, 60.0)
+    adaptive = setup.simulator.run(build_policy("adaptive", setup.setting), times, 60.0)
+    second = (times >= 40.0) & (times < 43.0)
+    assert late.hedged == at_once.hedged > 0 and late.local_wins > 0
+    assert late.latency_s[second].max() < 2 * local < adaptive.latency_s[second].max()
+    assert late.latency_s[second].max() > at_once.latency_s[second].max()  # the wait
+    assert late.energy_j.sum() < at_once.energy_j.sum()
+    assert late.latency_s.mean() < adaptive.latency_s.mean()
+
+
+def test_hedge_window_and_delay_are_checked():
+    from tiercut.adapt.policies import HedgedPolicy, PolicyError
+
     with pytest.raises(SimError, match="hedge window 0"):
         prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,)), hedge_window_s=0.0)
+    with pytest.raises(SimError, match="hedge delay -1 must be >= 0"):
+        prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,)), hedge_after=-1)
+    table = prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,))).setting.table
+    with pytest.raises(PolicyError, match="hedge delay nan must be a number >= 0"):
+        HedgedPolicy(table, 1e6, 1.0, after=math.nan)
 
 
 @pytest.mark.slow

@@ -234,7 +234,8 @@ def test_simulate_cli(tmp_path):
                         (["--duration", "-5s"], "duration '-5s'"),
                         (["--probe-every", "0"], "probe interval 0.0 must be > 0"),
                         (["--window", "0"], "estimator window 0 must be"),
-                        (["--hedge-window", "-1"], "hedge window -1.0 must be > 0")):
+                        (["--hedge-window", "-1"], "hedge window -1.0 must be > 0"),
+                        (["--hedge-after", "-1"], "hedge delay -1.0 must be >= 0")):
         r = runner.invoke(app, base + args)
         assert r.exit_code == 2 and match in r.output, r.output
 

@@ -47,6 +47,10 @@ def simulate_cmd(
                                "from (1: the newest alone)"),
     hedge_window: float = typer.Option(60.0, "--hedge-window", help="seconds the hedged "
                                        "policy remembers the link's slowest and fastest rates"),
+    hedge_after: float = typer.Option(0.0, "--hedge-after", help="the hedged policy starts "
+                                      "the device's run of a remote plan once the answer is "
+                                      "this fraction of the plan's predicted latency late (0: "
+                                      "at once; more: less device energy)"),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the results as CSV"),
@@ -83,7 +87,7 @@ def simulate_cmd(
                                  Console(stderr=True))
         setup = prepare(sc, bw, load, load_tier if load is not None or "loadaware" in names
                         else None, fps=fps, V=v, names=names, probe_every_s=probe_every,
-                        window=window, hedge_window_s=hedge_window)
+                        window=window, hedge_window_s=hedge_window, hedge_after=hedge_after)
         results = run_policies(setup, names, arr, seconds, seed, deadline_s)
     except (TiercutError, ValueError, PolicyError, OSError) as exc:
         _fail(str(exc))

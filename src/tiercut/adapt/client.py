@@ -71,7 +71,8 @@ class AdaptiveClient:
         p = self.policy.next_plan(now)
         if self.plans and plan_key(self.plans[-1]) != plan_key(p):
             self.switches += 1
-        output, m = self.client_for(p).infer(*inputs, hedge=self.policy.hedge)
+        output, m = self.client_for(p).infer(*inputs, hedge=self.policy.hedge,
+                                             hedge_after_s=self.policy.hedge_after_s)
         self.plans.append(p)
         s = samples(m, p.tier_seconds, self.latency_s)
         done = self.clock() - self._t0

@@ -11,7 +11,9 @@
   rate seen in that window, once that rate beats the device. A request sent into an outage
   then costs the all-device time, not the outage's, and one kept on the device through the
   end of a dip gets the link back. The price is device energy and link traffic while both run
-  (redundant requests).
+  (redundant requests). ``hedge_after`` > 0 starts the device's run of a remote plan only once
+  the answer is that fraction of the plan's predicted latency late (a backup request): less
+  energy, and a stalled request answered that much later.
 * ``loadaware``: the same with the table's load axis and the watched tier's observed load
   (LoADPart).
 * ``dads``: latency mode while the latency plan sustains the frame rate, else the throughput
@@ -53,6 +55,7 @@ POLICIES = ("static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "or
 PROBE_EVERY_S = 1.0  # an idle link is probed this often (seconds without a transfer)
 WINDOW = 5  # transfers the bandwidth estimator keeps (see estimators.BandwidthEstimator)
 HEDGE_WINDOW_S = 60.0  # the hedged policy's memory of how slow and how fast the link was
+HEDGE_AFTER = 0.0  # the hedged policy's wait before the device's run, in predicted latencies
 
 
 class PolicyError(TiercutError, ValueError):
@@ -71,6 +74,7 @@ class Policy:
     unreachable = ""  # why the policy's goal cannot be met, when it cannot
     probe_every_s = math.inf  # idle probes: after this long without a transfer (inf: never)
     hedge = False  # run the next request to the end on the device too (the first answer wins)
+    hedge_after_s = 0.0  # ... starting that run once the request has been away this long
 
     def observe(self, obs: Observation) -> None:
         pass
@@ -131,16 +135,22 @@ class HedgedPolicy(AdaptivePolicy):
       table's plan beats the device, send that plan, hedged (the device computes as it would
       have, and a link that has come back answers sooner).
 
-    On a steady link neither happens and this is the adaptive policy."""
+    On a steady link neither happens and this is the adaptive policy. ``after``: a remote
+    plan's device run starts once its answer is ``after`` × the plan's predicted latency (at
+    the estimate) overdue (``Policy.hedge_after_s``); the second case starts at once, as the
+    device would have computed anyway."""
 
     name = "hedged"
 
     def __init__(self, table: DecisionTable, initial_bps: float, local_s: float,
                  estimator: BandwidthEstimator | None = None,
-                 probe_every_s: float = PROBE_EVERY_S, window_s: float = HEDGE_WINDOW_S):
+                 probe_every_s: float = PROBE_EVERY_S, window_s: float = HEDGE_WINDOW_S,
+                 after: float = HEDGE_AFTER):
         super().__init__(table, initial_bps, estimator, probe_every_s)
         self.range = RateRange(window_s)
+        self.after = _check_after(after)
         self.break_even = {id(e.plan): break_even_bps(e, local_s) for e in table.entries}
+        self.entries = {id(e.plan): e for e in table.entries}
 
     def observe(self, obs: Observation) -> None:
         super().observe(obs)
@@ -151,15 +161,25 @@ class HedgedPolicy(AdaptivePolicy):
         rate = self.break_even.get(id(p), 0.0)
         if rate > 0.0:
             self.hedge = self.range.lowest(now) < rate
+            if self.after:
+                self.hedge_after_s = self.after * self.entries[id(p)].cost(
+                    self.bandwidth.estimate_bps)
             return p
         high = self.range.highest(now)
         if high > 0.0:
             q = self.table.best(high)
             if 0.0 < self.break_even.get(id(q), 0.0) < high:
-                self.hedge = True
+                self.hedge, self.hedge_after_s = True, 0.0
                 return q
         self.hedge = False
         return p
+
+
+def _check_after(after: float) -> float:
+    if isinstance(after, bool) or not isinstance(after, (int, float)) or not 0 <= after < math.inf:
+        raise PolicyError(f"hedge delay {after!r} must be a number >= 0 (a fraction of the "
+                          "plan's predicted latency; 0: race from the start)")
+    return float(after)
 
 
 def break_even_bps(e: Entry, local_s: float) -> float:
@@ -437,6 +457,7 @@ class Setting:
     probe_every_s: float = PROBE_EVERY_S  # idle probes of the policies that estimate bandwidth
     window: int = WINDOW  # transfers the bandwidth estimator keeps
     hedge_window_s: float = HEDGE_WINDOW_S  # the hedged policy's memory of the link's range
+    hedge_after: float = HEDGE_AFTER  # its wait before the device runs, in predicted latencies
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -455,7 +476,7 @@ def build_policy(name: str, s: Setting) -> Policy:
         return AdaptivePolicy(s.table, s.initial_bps, estimator(), s.probe_every_s)
     if name == "hedged":
         return HedgedPolicy(s.table, s.initial_bps, costs.device_alone_s(), estimator(),
-                            s.probe_every_s, s.hedge_window_s)
+                            s.probe_every_s, s.hedge_window_s, s.hedge_after)
     if name == "loadaware":
         if s.load_table is None:
             raise PolicyError("the load-aware policy needs a load table (build one with a "

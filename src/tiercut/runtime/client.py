@@ -229,8 +229,9 @@ class SplitClient:
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def infer(self, *inputs: torch.Tensor, hedge: bool = False) -> tuple[Any, Measurement]:
-        return self._run(self.ainfer(*inputs, hedge=hedge))
+    def infer(self, *inputs: torch.Tensor, hedge: bool = False,
+              hedge_after_s: float = 0.0) -> tuple[Any, Measurement]:
+        return self._run(self.ainfer(*inputs, hedge=hedge, hedge_after_s=hedge_after_s))
 
     def prepare(self) -> None:
         self._run(self.aprepare())
@@ -338,14 +339,20 @@ class SplitClient:
     def _prepare_timeout(self) -> float:
         return max(60.0, self.deadline_s or 0.0)  # a first build traces the model
 
-    async def ainfer(self, *inputs: torch.Tensor, hedge: bool = False
-                     ) -> tuple[Any, Measurement]:
+    async def ainfer(self, *inputs: torch.Tensor, hedge: bool = False,
+                     hedge_after_s: float = 0.0) -> tuple[Any, Measurement]:
         """The model's output for ``inputs`` and how the request went. ``hedge``: while the
         remote part is under way, the device runs the rest of the model too, and the first
         to finish answers (the other is stopped: the remote call cancelled, the device's run
         between two of its nodes). A request sent into a stalled link then costs the
         all-device time; ``Measurement.hedged`` says it was raced, ``fallback`` that the
-        device won."""
+        device won. ``hedge_after_s``: the device's run starts only if no answer has come
+        that long after sending (a backup request: the device stays idle when the remote
+        part is on time)."""
+        if isinstance(hedge_after_s, bool) or not isinstance(hedge_after_s, (int, float)) \
+                or not 0 <= hedge_after_s < math.inf:
+            raise ValueError(f"hedge_after_s {hedge_after_s!r} must be a number of seconds "
+                             ">= 0 (0: race from the start)")
         t0 = time.perf_counter()
         rid = uuid.uuid4().hex
         lay = self.layout
@@ -373,7 +380,7 @@ class SplitClient:
             encode_s = time.perf_counter() - t
             try:
                 if hedged:
-                    remote, local = await self._race(request, sent, env, t0)
+                    remote, local = await self._race(request, sent, env, t0, hedge_after_s)
                 else:
                     remote, local = await self._remote_part(request, sent, t0), None
                 if remote is not None:
@@ -397,14 +404,23 @@ class SplitClient:
                                    fallback_s, host, failovers, hedged)
 
     async def _race(self, request: pb.InferRequest, sent: int, env: Mapping[str, Any],
-                    t0: float) -> tuple[tuple | None, tuple | None]:
-        """The remote part and the rest of the model on the device at once (``hedge``):
-        (remote result, None), or (None, (values, device seconds, the first hop so far, why,
-        failovers)) when the device answers (first, or because no host could)."""
+                    t0: float, after_s: float) -> tuple[tuple | None, tuple | None]:
+        """The remote part and, after ``after_s`` without an answer, the rest of the model on
+        the device (``hedge``): (remote result, None), or (None, (values, device seconds, the
+        first hop so far, why, failovers)) when the device answers (first, or because no host
+        could)."""
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         t = time.perf_counter()
         remote = loop.create_task(self._remote_part(request, sent, t0))
+        if after_s > 0:
+            try:
+                await asyncio.wait((remote,), timeout=after_s)
+            except BaseException:  # (the request itself cancelled)
+                remote.cancel()
+                raise
+            if remote.done():  # in time, or failed: as an unhedged request (fallback and all)
+                return remote.result(), None
         local = loop.run_in_executor(self._pool, _run_rest, self.layout.stages[1:], dict(env),
                                      stop)
         try:

@@ -2,11 +2,13 @@
 simulator, shared plan costs."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..adapt.policies import HEDGE_WINDOW_S, PROBE_EVERY_S, WINDOW, Setting, build_policy
+from ..adapt.policies import (HEDGE_AFTER, HEDGE_WINDOW_S, PROBE_EVERY_S, WINDOW, Setting,
+                              build_policy)
 from ..link.traces import BandwidthTrace, TraceFileError, _bad, _read_pensieve
 from ..planner.scenario import Scenario
 from ..planner.table import DecisionTable, build_table
@@ -44,7 +46,8 @@ def read_load_trace(path: str | Path) -> BandwidthTrace:
 def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | None = None,
             load_tier: str | None = None, fps: float = 10.0, V: float = 1.0,
             names: Sequence[str] = (), probe_every_s: float = PROBE_EVERY_S,
-            window: int = WINDOW, hedge_window_s: float = HEDGE_WINDOW_S) -> Setup:
+            window: int = WINDOW, hedge_window_s: float = HEDGE_WINDOW_S,
+            hedge_after: float = HEDGE_AFTER) -> Setup:
     if not probe_every_s > 0:
         raise SimError(f"probe interval {probe_every_s!r} must be > 0 seconds (inf: never probe)")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -52,6 +55,9 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
     if not hedge_window_s > 0:
         raise SimError(f"hedge window {hedge_window_s!r} must be > 0 seconds (inf: remember "
                        "every slow spell)")
+    if not 0 <= hedge_after < math.inf:
+        raise SimError(f"hedge delay {hedge_after!r} must be >= 0 (a fraction of the plan's "
+                       "predicted latency; 0: race from the start)")
     sim = Simulator(scenario, trace, load, load_tier)
     positive = [r for r in trace.rates_bps if r > 0]
     if not positive:
@@ -70,7 +76,7 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
         initial = trace.mean_bps
     setting = Setting(scenario, table, initial, load_table, sim.timeline, fps, V, sim.costs,
                       probe_every_s=probe_every_s, window=window,
-                      hedge_window_s=hedge_window_s)
+                      hedge_window_s=hedge_window_s, hedge_after=hedge_after)
     return Setup(sim, setting)
 
 

@@ -24,9 +24,11 @@ not charged to the energy.
 A request the policy hedges (``Policy.hedge``, e.g. the ``hedged`` policy) is also run to the
 end on the device, from where its own part ends (once the device's processor is free): it
 finishes with whichever answer comes first, and the device computes until then (that time is
-charged to its energy and holds its processor). What the request sent still holds the links
-and servers it was sent to (bits handed to the radio cannot be called back), and its transfer
-is observed as usual.
+charged to its energy and holds its processor). With ``Policy.hedge_after_s`` that run starts
+so much later, and not at all if the answer comes first; the processor counts as held through
+the wait (conservative for a request arriving during it). What the request sent still holds
+the links and servers it was sent to (bits handed to the radio cannot be called back), and
+its transfer is observed as usual.
 """
 from __future__ import annotations
 
@@ -356,14 +358,14 @@ class Simulator:
                 # processor free (both: when the processor is next free, if not before the
                 # arrival); the first to finish answers and the device stops there
                 hedged += 1
-                hs = free[device_cpu] if free[device_cpu] > t else t
+                hs = (free[device_cpu] if free[device_cpu] > t else t) + policy.hedge_after_s
                 he = hs + (self.costs.device_alone_s() - device_s) / speed
                 if he < x:
                     done = he
                     local_wins += 1
-                ran = (done if done > hs else hs) - hs
-                free[device_cpu] = hs + ran
-                hedge_j = pc * ran * speed * speed * speed
+                if done > hs:  # (an answer before a delayed start leaves the device idle)
+                    free[device_cpu] = done
+                    hedge_j = pc * (done - hs) * speed * speed * speed
             latency[k] = done - t
             energy[k] = pc * device_s * speed * speed + pr * tx * frac * frac + hedge_j
             index[k] = cut
