@@ -291,3 +291,26 @@ def test_a_hedged_request_to_an_unreachable_host_is_answered_by_the_device(one_t
     with SplitClient(plan, [dead], fallback=False) as client:  # the setting holds when hedged
         with pytest.raises(RemoteError, match="UNAVAILABLE"):
             client.infer(*x, hedge=True)
+
+
+def test_the_hedged_policy_races_only_a_device_with_time_to_spare():
+    """After a slow spell a remote plan is raced while requests come seldom, and not once they
+    come faster than twice its predicted latency (the device's redundant runs would queue
+    them)."""
+    from tiercut.adapt.policies import HedgedPolicy
+
+    sc = three_tiers(0)
+    table = prepare(sc, BandwidthTrace((0.0,), (40e6,))).setting.table
+    policy = HedgedPolicy(table, 40e6, local_s=10.0)
+    policy.observe(Observation(0.0, 1e6, 100.0))  # 10 kbit/s once: below any break-even
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        policy.observe(Observation(t, 40e6, 1.0))  # the estimate back at 40 Mbit/s
+    p = policy.next_plan(10.0)
+    expected = next(e for e in table.entries if e.plan is p).cost(40e6)
+    assert expected > 0.01 and policy.break_even[id(p)] > 0  # a remote plan
+    assert policy.next_plan(10.0 + 10 * expected) is p and policy.hedge  # seldom: raced
+    t = 10.0 + 10 * expected
+    for _ in range(60):  # arrivals at 1.5x its latency
+        t += 1.5 * expected
+        assert policy.next_plan(t) is p
+    assert not policy.hedge
