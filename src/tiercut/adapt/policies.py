@@ -143,10 +143,11 @@ class HedgedPolicy(AdaptivePolicy):
 
     The first case also needs a device with time to spare: the plan's predicted latency below
     ``HEDGE_BUSY`` × the mean time between arrivals. On a steady link neither happens and this
-    is the adaptive policy. ``after``: a remote
-    plan's device run starts once its answer is ``after`` × the plan's predicted latency (at
-    the estimate) overdue (``Policy.hedge_after_s``); the second case starts at once, as the
-    device would have computed anyway."""
+    is the adaptive policy.
+
+    ``after``: in the first case the device's run starts once the answer is ``after`` × the
+    plan's predicted latency (at the estimate) overdue (``Policy.hedge_after_s``); in the
+    second it starts at once, as the device would have computed anyway."""
 
     name = "hedged"
 
