@@ -11,7 +11,8 @@
   rate seen in that window, once that rate beats the device. A request sent into an outage
   then costs the all-device time, not the outage's, and one kept on the device through the
   end of a dip gets the link back. The price is device energy and link traffic while both run
-  (redundant requests). ``hedge_after`` > 0 starts the device's run of a remote plan only once
+  (redundant requests), so a remote plan is raced only while the device has time to spare
+  (``HEDGE_BUSY``). ``hedge_after`` > 0 starts the device's run of a remote plan only once
   the answer is that fraction of the plan's predicted latency late (a backup request): less
   energy, and a stalled request answered that much later.
 * ``loadaware``: the same with the table's load axis and the watched tier's observed load

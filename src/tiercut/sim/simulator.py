@@ -356,7 +356,8 @@ class Simulator:
             if link_bits > 0.0 and policy.hedge:
                 # the rest of the model on the device too, once its own part is done and its
                 # processor free (both: when the processor is next free, if not before the
-                # arrival); the first to finish answers and the device stops there
+                # arrival), plus the policy's wait; the first to finish answers and the
+                # device stops there
                 hedged += 1
                 hs = (free[device_cpu] if free[device_cpu] > t else t) + policy.hedge_after_s
                 he = hs + (self.costs.device_alone_s() - device_s) / speed
