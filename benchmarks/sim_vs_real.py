@@ -4,12 +4,15 @@ through the discrete-event simulator, same scenario, same plans, same arrival ti
 Real side (the testbed's pieces, ``tiercut.testbed``): edge and cloud tier servers
 (``runtime.server.spawn``, one thread each), every hop a userspace ShapingProxy in one child
 process; the device's two links (to the edge, to the cloud) replay the trace segment, the
-edge-cloud hop is fixed (500 Mbit/s, 5 ms). Where root and cgroups allow, the device (this
-process) and the edge run under CPU caps (0.1 and 0.5 of one CPU) and each tier's speed factor
-is measured where it runs. Requests come from an ``AdaptiveClient`` (one request at a time)
-under a policy: ``static`` (the best plan for the segment's first 5 s) and ``adaptive``
-(bandwidth estimator + decision table; between requests the client sends the idle probes the
-policy asks for, ``AdaptiveClient.idle``, as the simulator does). Arrivals are periodic; a request that is due while the
+edge-cloud hop is fixed (500 Mbit/s, 5 ms). Where root and cgroups allow, the device's compute
+(the thread its stages run on, in this process) and the edge run under CPU caps (0.1 and 0.5
+of one CPU) and each tier's speed factor is measured where it runs. Requests come from an
+``AdaptiveClient`` (one request at a time) under a policy: ``static`` (the best plan for the
+segment's first 5 s), ``adaptive`` (bandwidth estimator + decision table; between requests the
+client sends the idle probes the policy asks for, ``AdaptiveClient.idle``, as the simulator
+does) and ``hedged`` (adaptive, raced against the device while the link is uncertain: the
+device computes while the request is on the link, so only its compute thread is capped, not
+the process and its networking). Arrivals are periodic; a request that is due while the
 previous one is still running starts when it ends, and the times the requests really started
 (on the trace's clock, the proxies' start) are the arrivals given to the simulator.
 
@@ -34,10 +37,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -94,15 +97,17 @@ def scenario(profile, speeds: dict[str, float], device_bps: float) -> Scenario:
 
 
 def run_real(policy, dial, direct, plans, inputs, reference, t_zero: float, interval: float,
-             length: float) -> tuple:
+             length: float, device: Executor) -> tuple:
     """Periodic requests for one loop of the segment. Returns (start times on the trace's clock,
-    latencies, fallbacks, cut label of each request, idle probes sent, device compute of each
-    request)."""
+    latencies, (requests the device answered, requests raced against the device), cut label of
+    each request, idle probes sent, device compute of each request)."""
     with AdaptiveClient(policy, direct, deadline_s=120.0) as warm:  # build + run every stage
         for p in plans:
             warm.client_for(p).infer(*inputs)
-    starts, latency, labels, fallbacks, device = [], [], [], 0, []
-    with AdaptiveClient(policy, dial, latency_s=DELAY_S, deadline_s=120.0) as client:
+    starts, latency, labels, fallbacks, times = [], [], [], 0, []
+    raced = 0
+    with AdaptiveClient(policy, dial, latency_s=DELAY_S, deadline_s=120.0,
+                        device_executor=device) as client:
         client.prepare(plans)
         t_first = time.monotonic() - t_zero + 0.2
         k = 0
@@ -120,13 +125,27 @@ def run_real(policy, dial, direct, plans, inputs, reference, t_zero: float, inte
             if not torch.equal(output, reference):
                 raise AssertionError("the split model's answer differs from the whole model's")
             fallbacks += m.fallback
-            device.append((m.device_s, m.encode_s + m.decode_s,
+            raced += m.hedged
+            times.append((m.device_s, m.encode_s + m.decode_s,
                            m.hops[0].seconds if m.hops else 0.0,
                            sum(t.compute_s for t in m.servers)))
             labels.append(" ".join(f"{t}:{n}" for t, n in _counts(p).items() if n))
             k += 1
         probes = client.probes
-    return starts, latency, fallbacks, labels, probes, device
+    return starts, latency, (fallbacks, raced), labels, probes, times
+
+
+@contextlib.contextmanager
+def device_pool(fraction: float):
+    """The thread the device's compute runs on, under a CPU cap of ``fraction`` (its
+    networking, on this process's other threads, is not capped: while a hedged request is on
+    the link the device computes, as a phone's slow cores would beside the one serving its
+    sockets; the simulator's device and link are separate resources too)."""
+    with contextlib.ExitStack() as stack:
+        cap = stack.enter_context(cpucap.CpuCap(fraction)) if fraction < 1.0 else None
+        pool = cpucap.capped_executor(cap) if cap else ThreadPoolExecutor(1)
+        stack.callback(pool.shutdown)
+        yield pool
 
 
 def _counts(p) -> dict[str, int]:
@@ -174,10 +193,10 @@ def main() -> None:
         for tier, server in servers.items():
             if caps[tier] < 1.0:
                 stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)
-        if caps["device"] < 1.0:
-            stack.enter_context(cpucap.CpuCap(caps["device"])).add(os.getpid())
+        device = stack.enter_context(device_pool(caps["device"]))
         direct = {t: s.endpoint for t, s in servers.items()}
-        speeds = measure_speeds(args.model, profile, module, inputs, direct)
+        speeds = measure_speeds(args.model, profile, module, inputs, direct,
+                                device_executor=device)
         # scale the segment so that its median rate sits where the cut leaves the device
         sc0 = scenario(profile, speeds, 10e6)
         table0 = build_table(sc0, low_bps=1e4, high_bps=1e11)
@@ -203,13 +222,15 @@ def main() -> None:
             for name in names:
                 # the machine is shared: measure each tier's speed again just before and just
                 # after each run, and simulate that run with their geometric mean
-                before = measure_speeds(args.model, profile, module, inputs, direct)
+                before = measure_speeds(args.model, profile, module, inputs, direct,
+                                        device_executor=device)
                 setup0 = prepare(scenario(profile, before, median_rate(tr)), tr)
                 plans = candidates(setup0.setting.table)
                 policy = build_policy(name, setup0.setting)
                 real[name] = run_real(policy, dial, direct_dial, plans, inputs, reference, t_zero,
-                                      args.interval, args.loops * tr.duration_s)
-                after = measure_speeds(args.model, profile, module, inputs, direct)
+                                      args.interval, args.loops * tr.duration_s, device)
+                after = measure_speeds(args.model, profile, module, inputs, direct,
+                                        device_executor=device)
                 speeds = {t: (before[t] * after[t]) ** 0.5 for t in before}
                 # the same table and plans as the real run, costed at the mean speeds
                 setups[name] = (setup0, Simulator(scenario(profile, speeds, median_rate(tr)), tr))
@@ -218,7 +239,7 @@ def main() -> None:
           f"{'switches real/sim':>17s} {'probes':>6s}  cuts used (real)")
     worst = 0.0
     for name in names:
-        starts, latency, fallbacks, labels, probes, device, speeds = real[name]
+        starts, latency, (fallbacks, raced), labels, probes, times, speeds = real[name]
         setup, sim = setups[name]
         res = sim.run(build_policy(name, setup.setting), np.asarray(starts), max(starts) + 1.0)
         model = {c.cut: c for c in map(sim.costs, candidates(setup.setting.table))}
@@ -234,13 +255,16 @@ def main() -> None:
         print(f"{name:9s} {len(latency):8d} {real_mean * 1e3:8.1f} {sim_mean * 1e3:8.1f} "
               f"{sim_mean / real_mean - 1:+8.1%} {switches:8d}/{res.switches:<8d} {probes:6d}  "
               + "; ".join(sorted(set(labels))) + (f"  ({fallbacks} fell back)" if fallbacks else ""))
+        if raced or res.hedged:
+            print(f"{'':9s} raced against the device: real {raced}, sim {res.hedged}; the device "
+                  f"answered first: real {fallbacks}, sim {res.local_wins}")
         for cut in sorted(set(labels)):  # where they differ: per placement, same requests
             idx = [i for i, c in enumerate(labels) if c == cut]
             sim_cut = [res.cuts[res.plan_index[i]] for i in idx]
             print(f"  {cut:22s} {len(idx):4d} requests: real {statistics.fmean(latency[i] for i in idx) * 1e3:7.1f} ms,"
                   f" sim {statistics.fmean(float(res.latency_s[i]) for i in idx) * 1e3:7.1f} ms"
                   f" (sim on the same placement for {sum(c == cut for c in sim_cut)})")
-            d, codec, hop, servers = (statistics.fmean(device[i][j] for i in idx) * 1e3
+            d, codec, hop, servers = (statistics.fmean(times[i][j] for i in idx) * 1e3
                                       for j in range(4))
             c = model.get(cut)
             print(f"    real: device compute {d:.1f} ms, device encode+decode {codec:.1f} ms, "

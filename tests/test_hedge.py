@@ -314,3 +314,35 @@ def test_the_hedged_policy_races_only_a_device_with_time_to_spare():
         t += 1.5 * expected
         assert policy.next_plan(t) is p
     assert not policy.hedge
+
+
+def test_the_devices_stages_run_on_the_executor_given(one_thread):
+    """device_executor: stage 0 runs on the caller's threads (a CPU-capped pool in the
+    benchmarks), and closing the client leaves that executor to its owner."""
+    import concurrent.futures
+
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
+
+    graph = model_graph("squeezenet1_1")
+    nodes = [n.name for n in graph.compute_nodes]
+    half = len(nodes) // 2
+    plan = StagePlan.from_assignment("squeezenet1_1", {n: int(i >= half)
+                                                       for i, n in enumerate(nodes)},
+                                     ("device", "edge"))
+    x = example_inputs(plan)
+    with torch.inference_mode():
+        expected = graph.module(*x)
+    server = serve_in_thread(["squeezenet1_1"], threads=1)
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="given-device")
+    try:
+        with SplitClient(plan, [server.endpoint], device_executor=pool) as client:
+            out, m = client.infer(*x)
+            assert torch.equal(out, expected) and m.device_s > 0 and not m.fallback
+            assert [t.name for t in pool._threads] == ["given-device_0"]
+            assert client._pool is pool
+        assert pool.submit(lambda: 7).result(timeout=30) == 7  # still the owner's
+    finally:
+        pool.shutdown()
+        server.stop(0)

@@ -50,3 +50,25 @@ def test_cpu_cap_limits_a_busy_process():
 def test_cpu_cap_refuses_bad_fractions():
     with pytest.raises(cpucap.CpuCapError, match=r"fraction of one CPU in \(0, 64\]"):
         cpucap.CpuCap(0.0)
+
+
+@pytest.mark.skipif(not cpucap.available(), reason="CPU caps need root and cgroups")
+def test_cpu_cap_holds_one_thread_and_not_the_rest_of_its_process():
+    import threading
+    import time
+
+    def busy_cpu_seconds() -> float:  # a second of wall time spinning; the thread's CPU time
+        start, end = time.thread_time(), time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        return time.thread_time() - start
+
+    with cpucap.CpuCap(0.2) as cap:
+        pool = cpucap.capped_executor(cap)
+        tid = pool.submit(threading.get_native_id).result()
+        capped = pool.submit(busy_cpu_seconds).result()
+        pool.shutdown()
+        with open(f"/proc/self/task/{threading.get_native_id()}/cgroup") as f:
+            assert cap.path.name not in f.read()  # this thread was left where it was
+    assert capped < 0.45  # about 0.2 of each wall second; uncapped it would be ~1
+    assert tid != threading.get_native_id()

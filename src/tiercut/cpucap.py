@@ -5,11 +5,17 @@ single-threaded work takes about ten times as long, as on a host ten times slowe
 the kernel's CFS bandwidth control (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``), not a
 sleep: the work really runs, only less often. Needs root and a writable cgroup file system;
 ``available()`` says whether this machine allows it.
+
+A cap can also hold single threads of a process (``add_thread``, ``capped_executor``): the
+device's compute then runs at the cap while its networking does not, as on a phone whose
+slow cores run the model while another core serves its sockets.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
+import threading
 from pathlib import Path
 
 from .errors import TiercutError
@@ -63,7 +69,7 @@ class CpuCap:
         else:
             (self.path / "cpu.cfs_period_us").write_text(str(period))
             (self.path / "cpu.cfs_quota_us").write_text(str(quota))
-        self._root = base
+        self._root, self._version = base, version
         return self
 
     def add(self, pid: int) -> None:
@@ -71,15 +77,44 @@ class CpuCap:
         assert self.path is not None, "use CpuCap as a context manager"
         (self.path / "cgroup.procs").write_text(str(pid))
 
+    def add_thread(self, tid: int) -> None:
+        """Move one thread (its kernel id: ``threading.get_native_id()``) under the cap; the
+        other threads of its process stay where they are. cgroup v1 moves single threads as
+        they are; v2 only within a threaded subtree, which this cap's group becomes."""
+        assert self.path is not None, "use CpuCap as a context manager"
+        try:
+            if self._version == 1:
+                (self.path / "tasks").write_text(str(tid))
+                return
+            if (self.path / "cgroup.type").read_text().strip() != "threaded":
+                (self.path / "cgroup.type").write_text("threaded")
+            (self.path / "cgroup.threads").write_text(str(tid))
+        except OSError as exc:
+            raise CpuCapError(f"cannot move thread {tid} under the cap {self.path}: {exc} "
+                              "(cgroup v2 moves a thread only within its process's threaded "
+                              "subtree)") from None
+
     def __exit__(self, *exc: object) -> None:
         if self.path is None:
             return
         try:
-            for pid in (self.path / "cgroup.procs").read_text().split():
+            # a thread added alone goes back alone (v2's threaded groups list threads)
+            threaded = self._version == 2 and \
+                (self.path / "cgroup.type").read_text().strip() == "threaded"
+            kind = "cgroup.threads" if threaded else "cgroup.procs"
+            for pid in (self.path / kind).read_text().split():
                 try:
-                    (self._root / "cgroup.procs").write_text(pid)
+                    (self._root / kind).write_text(pid)
                 except OSError:
                     pass  # it exited meanwhile
             self.path.rmdir()
         finally:
             self.path = None
+
+
+def capped_executor(cap: CpuCap, workers: int = 1) -> concurrent.futures.ThreadPoolExecutor:
+    """A thread pool whose threads run under ``cap`` (each moves itself there as it starts):
+    hand it to ``SplitClient(device_executor=...)`` to cap the device's compute alone."""
+    return concurrent.futures.ThreadPoolExecutor(
+        workers, thread_name_prefix="tiercut-capped",
+        initializer=lambda: cap.add_thread(threading.get_native_id()))

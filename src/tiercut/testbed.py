@@ -20,6 +20,7 @@ import contextlib
 import os
 import statistics
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -175,20 +176,26 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
 
 def measure_speeds(model: str, profile: Profile, module: torch.nn.Module,
                    inputs: tuple[torch.Tensor, ...], endpoints: dict[str, str],
-                   repeat: int = 5) -> dict[str, float]:
+                   repeat: int = 5, device_executor: Executor | None = None) -> dict[str, float]:
     """Each tier's speed against the profile (Σ of its nodes' seconds over the tier's own
-    median seconds for the whole model): the device in this process, each server by its
-    reported compute time for a plan that puts everything on it (no link in the way)."""
+    median seconds for the whole model): the device in this process (on ``device_executor``
+    when given, where the device's stages will run), each server by its reported compute time
+    for a plan that puts everything on it (no link in the way)."""
     from .runtime.client import SplitClient
     from .runtime.stageplan import StagePlan
 
+    def device_times() -> list[float]:
+        times = []
+        with torch.no_grad():
+            for _ in range(repeat + 1):
+                t0 = time.perf_counter()
+                module(*inputs)
+                times.append(time.perf_counter() - t0)
+        return times
+
     here = sum(n.latency_s for n in profile.nodes)
-    times = []
-    with torch.no_grad():
-        for _ in range(repeat + 1):
-            t0 = time.perf_counter()
-            module(*inputs)
-            times.append(time.perf_counter() - t0)
+    times = device_times() if device_executor is None else \
+        device_executor.submit(device_times).result()
     speeds = {"device": here / statistics.median(times[1:])}
     everything = {n.name: 1 for n in profile.nodes}
     for tier, endpoint in endpoints.items():

@@ -164,6 +164,8 @@ class SplitClient:
     ``codec``: one codec name for every hop, or one per hop; ``reply_codec`` for the outputs
     coming back. ``deadline_s`` bounds the remote part of each request; ``host_timeout_s``
     bounds the try on one host of the first tier before the next one is tried.
+    ``device_executor``: where the device's stages run (the client's own pool of
+    ``device_workers`` threads when None); the client does not shut down one it was given.
     """
 
     def __init__(self, plan: StagePlan | Mapping[str, Any] | str, endpoints: Endpoints,
@@ -173,7 +175,8 @@ class SplitClient:
                  max_message_bytes: int = MAX_MESSAGE_BYTES, retry_after_s: float = 1.0,
                  device_workers: int = 1, input_shape: Sequence[int] | None = None,
                  tune_malloc: bool = True, security: ClientSecurity | None = None,
-                 client_id: str | None = None, host_timeout_s: float | None = None):
+                 client_id: str | None = None, host_timeout_s: float | None = None,
+                 device_executor: concurrent.futures.Executor | None = None):
         if isinstance(plan, str):
             plan = StagePlan.from_json(plan, input_shape)
         elif not isinstance(plan, StagePlan):
@@ -206,8 +209,10 @@ class SplitClient:
         self._remote = any(s.nodes for s in self.layout.stages[1:])
         self._expected_back = tuple(v for k in range(1, plan.stages)
                                     for v in self.layout.returns[k])
-        self._pool = concurrent.futures.ThreadPoolExecutor(device_workers,
-                                                           thread_name_prefix="tiercut-device")
+        self._own_pool = device_executor is None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            device_workers, thread_name_prefix="tiercut-device") if device_executor is None \
+            else device_executor
         # channels belong to the event loop that made them: one set per loop
         self._per_loop: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, tuple[
             grpc.aio.Channel, pb_grpc.TierServerStub, InferStream]]]] = {}
@@ -249,7 +254,8 @@ class SplitClient:
             self._thread.join(10)  # type: ignore[union-attr]
             self._loop.close()
             self._loop = None
-        self._pool.shutdown(wait=False)
+        if self._own_pool:
+            self._pool.shutdown(wait=False)
 
     def __enter__(self) -> "SplitClient":
         return self
