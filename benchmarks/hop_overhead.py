@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import tiercut.runtime  # noqa: F401  (its gRPC transport settings: before grpc is imported)
 import grpc
 import torch
 from torch import nn

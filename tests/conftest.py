@@ -3,6 +3,8 @@ import random
 import pytest
 import torch
 
+import tiercut.runtime  # noqa: F401  (its gRPC transport settings, before a test imports grpc)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():
