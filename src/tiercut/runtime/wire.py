@@ -234,14 +234,6 @@ def load_from_text(text: str) -> Load | None:
         return None
 
 
-def timing_to_pb(t: ServerTiming) -> pb.Timing:
-    return pb.Timing(server=t.server, tier=t.tier, stage=t.stage, queue_s=t.queue_s,
-                     compute_s=t.compute_s, decode_s=t.decode_s, encode_s=t.encode_s,
-                     forward_s=t.forward_s, total_s=t.total_s, bytes_in=t.bytes_in,
-                     bytes_forwarded=t.bytes_forwarded, bytes_out=t.bytes_out,
-                     load=load_to_pb(t.load))
-
-
 def timing_from_pb(msg: pb.Timing) -> ServerTiming:
     return ServerTiming(msg.server, msg.tier, msg.stage, msg.queue_s, msg.compute_s, msg.decode_s,
                         msg.encode_s, msg.forward_s, msg.total_s, msg.bytes_in,
