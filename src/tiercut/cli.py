@@ -381,7 +381,9 @@ def testbed_cmd(
                                       "Wi-Fi-like at 1, 10, 100 Mbit/s, 20 ms)"),
     requests: int = typer.Option(10, "--requests", min=1, help="requests per plan and setting"),
     budget: float = typer.Option(30.0, "--budget", min=0.0,
-                                 help="stop a plan's requests after this many seconds (>= 3 run)"),
+                                 help="seconds per plan: the rounds (one request of each plan) "
+                                 "stop once the plans together spent this times their count "
+                                 "(>= 3 rounds run)"),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted and measured"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
 ) -> None:

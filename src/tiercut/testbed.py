@@ -10,9 +10,9 @@ whole model in this process under its cap, each server's compute time for an all
 plan, as its replies report it), and the planner sees the profile measured here scaled by
 those measured speed factors.
 
-For each link setting the planner's choice and the all-device and all-cloud baselines are each
-run ``requests`` times (or until ``budget_s`` is spent, at least ``min_requests``), and the
-median measured latency is set against the prediction.
+For each link setting the planner's choice and the all-device and all-cloud baselines are run
+one request of each in turn, ``requests`` rounds (or until ``budget_s`` per plan is spent, at
+least ``min_requests``), and each plan's median measured latency is set against its prediction.
 """
 from __future__ import annotations
 
@@ -97,29 +97,36 @@ def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -
     return Scenario(TIERS, hosts, links_for(setting))
 
 
-def measure(p: Plan, dial: dict[tuple[str, str], str], inputs: tuple[torch.Tensor, ...],
-            reference: torch.Tensor, requests: int, min_requests: int, budget_s: float,
-            setting: str, label: str, warmup: int = 2) -> Run:
-    """Run plan ``p`` through the emulated links; every answer must equal ``reference``."""
+def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
+            inputs: tuple[torch.Tensor, ...], reference: torch.Tensor, requests: int,
+            min_requests: int, budget_s: float, setting: str, warmup: int = 2) -> list[Run]:
+    """Run each labelled plan through the emulated links, one request of each in turn (so a
+    drift of the machine's speed over the minutes this takes hits every plan alike, and a
+    comparison between them stays fair), ``requests`` rounds or until ``budget_s`` is spent
+    after ``min_requests``. Every answer must equal ``reference``."""
     from .runtime.client import SplitClient
 
-    tiers = [TIERS[t] for t in p.route.tiers]
-    endpoints = [dial[(tiers[i - 1], tiers[i])] for i in range(1, len(tiers))]
-    run = Run(setting, label, p)
-    with SplitClient(p.to_dict(), endpoints, deadline_s=120.0) as client:
+    def endpoints(p: Plan) -> list[str]:
+        tiers = [TIERS[t] for t in p.route.tiers]
+        return [dial[(tiers[i - 1], tiers[i])] for i in range(1, len(tiers))]
+
+    runs = [Run(setting, label, p) for label, p in plans.items()]
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(SplitClient(r.plan.to_dict(), endpoints(r.plan),
+                                                   deadline_s=120.0)) for r in runs]
         start = time.monotonic()
         for i in range(warmup + requests):
-            output, m = client.infer(*inputs)
-            if not torch.equal(output, reference):
-                raise AssertionError(f"{label} under {setting}: the split model's answer differs "
-                                     "from the whole model's")
-            run.fallbacks += m.fallback
-            if i >= warmup:
-                run.measured_s.append(m.total_s)
-                spent = time.monotonic() - start
-                if len(run.measured_s) >= min_requests and spent > budget_s:
-                    break
-    return run
+            for run, client in zip(runs, clients):
+                output, m = client.infer(*inputs)
+                if not torch.equal(output, reference):
+                    raise AssertionError(f"{run.label} under {setting}: the split model's answer "
+                                         "differs from the whole model's")
+                run.fallbacks += m.fallback
+                if i >= warmup:
+                    run.measured_s.append(m.total_s)
+            if i + 1 - warmup >= min_requests and time.monotonic() - start > budget_s:
+                break
+    return runs
 
 
 def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
@@ -165,12 +172,11 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
         for s in settings:
             sc = scenario_for(profile, s, speeds)
             routes = {(a, b): dial[f"{s.name}:{a}-{b}"] for a, b in links_for(s)}
-            chosen = plan(sc)
-            for label, p in (("chosen", chosen), ("all-device", baseline(sc, "device")),
-                             ("all-cloud", baseline(sc, "cloud"))):
-                log(f"{s.name}: running {label} ...")
-                runs.append(measure(p, routes, inputs, reference, requests, min_requests,
-                                    budget_s, s.name, label))
+            plans = {"chosen": plan(sc), "all-device": baseline(sc, "device"),
+                     "all-cloud": baseline(sc, "cloud")}
+            log(f"{s.name}: running {', '.join(plans)}, one request of each in turn ...")
+            runs += measure(plans, routes, inputs, reference, requests, min_requests,
+                            budget_s * len(plans), s.name)
     return runs, speeds
 
 
