@@ -5,7 +5,8 @@ testbed (``tiercut.testbed``) profiles the model here, plans device/edge/cloud, 
 plan and both baselines across real tier servers on loopback, one request of each in turn (a
 drift of this machine's speed hits all three alike), and reports the median of 30 requests per
 plan (fewer when the rounds pass ``--budget`` seconds per plan; the count is printed). Slower hosts are CPU caps (cgroups, as root): device 0.1 and edge 0.5 of one CPU;
-each tier's speed factor for the planner is measured where it runs, under its cap.
+each tier's speed factor for the planner is measured where it runs, under its cap, before
+each setting's plans.
 
 Goals: the chosen plan's measured median within 10% of its prediction, and never more than 5%
 slower than the faster of all-device and all-cloud measured the same way.
@@ -25,9 +26,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--budget", type=float, default=60.0)
     args = parser.parse_args()
-    runs, speeds = run_testbed(args.model, SETTINGS, args.requests, budget_s=args.budget)
-    print(f"\n{args.model}; CPU caps (fraction of one CPU): {CAPS}; measured speed factors: "
-          + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
+    runs = run_testbed(args.model, SETTINGS, args.requests, budget_s=args.budget)
+    print(f"\n{args.model}; CPU caps (fraction of one CPU): {CAPS}; measured speed factors "
+          "per setting: " + "; ".join(
+              f"{r.setting} " + ", ".join(f"{t} x{v:.3f}" for t, v in r.speeds.items())
+              for r in runs if r.label == "chosen"))
     print(f"{'link':<12}{'placement':<26}{'n':>4}{'pred ms':>10}{'meas ms':>10}{'error':>8}"
           f"{'dev meas':>10}{'cloud meas':>11}{'vs best':>9}  goals")
     for r in report(runs):

@@ -11,10 +11,11 @@ from tiercut.testbed import Setting, report, run_testbed
 def test_plans_run_for_real_behind_emulated_links():
     settings = [Setting("fast", 200e6, 0.002)]
     full_speed = {"device": 1.0, "edge": 1.0, "cloud": 1.0}
-    runs, speeds = run_testbed("squeezenet1_1", settings, requests=2, min_requests=1,
-                               budget_s=5.0, caps=full_speed, profile_repeat=2,
-                               log=lambda _: None)
+    runs = run_testbed("squeezenet1_1", settings, requests=2, min_requests=1, budget_s=5.0,
+                       caps=full_speed, profile_repeat=2, log=lambda _: None)
+    speeds = runs[0].speeds
     assert set(speeds) == {"device", "edge", "cloud"} and all(v > 0 for v in speeds.values())
+    assert all(r.speeds is speeds for r in runs)  # one setting: one measurement for its plans
     assert [r.label for r in runs] == ["chosen", "all-device", "all-cloud"]
     for run in runs:  # measure() checks every answer equals the whole model's
         assert run.fallbacks == 0 and len(run.measured_s) >= 1

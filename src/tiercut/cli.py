@@ -397,20 +397,19 @@ def testbed_cmd(
     try:
         settings = [Setting(name, (link := parse_link(value)).bandwidth_bps, link.latency_s)
                     for name, value in _pairs(setting, "--setting")] or list(SETTINGS)
-        runs, speeds = run_testbed(model, settings, requests, budget_s=budget,
-                                   log=lambda text: console.print(f"[dim]{text}[/dim]"))
+        runs = run_testbed(model, settings, requests, budget_s=budget,
+                           log=lambda text: console.print(f"[dim]{text}[/dim]"))
     except TiercutError as exc:
         _fail(exc)
     rows = report(runs)
     from rich import box
 
-    table = Table("link", "chosen plan", "pred", "meas", "err", "all-device", "all-cloud",
-                  "vs best", box=box.SIMPLE, pad_edge=False, padding=(0, 1, 0, 0),
-                  title=f"{model}: measured speed vs here (1 thread): device "
-                        f"x{speeds['device']:.3f}, edge x{speeds['edge']:.3f}, "
-                        f"cloud x{speeds['cloud']:.3f}")
+    table = Table("link", "speeds d/e/c", "chosen plan", "pred", "meas", "err", "all-device",
+                  "all-cloud", "vs best", box=box.SIMPLE, pad_edge=False, padding=(0, 1, 0, 0),
+                  title=f"{model}: split inference, predicted against measured")
     for r in rows:
-        table.add_row(r["setting"], r["placement"], f"{r['predicted_ms']:.1f}",
+        table.add_row(r["setting"], "/".join(f"{v:.3g}" for v in r["speeds"].values()),
+                      r["placement"], f"{r['predicted_ms']:.1f}",
                       f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}",
                       f"{r['all-device_predicted_ms']:.0f} / {r['all-device_measured_ms']:.0f}",
                       f"{r['all-cloud_predicted_ms']:.0f} / {r['all-cloud_measured_ms']:.0f}",
@@ -418,12 +417,14 @@ def testbed_cmd(
     console.print(table)
     console.print("ms; meas: median of each plan's requests (n per plan: "
                   f"{', '.join(str(r['requests']) for r in rows)}); baselines as predicted / "
-                  "measured; vs best: the chosen plan against the faster baseline, both measured")
+                  "measured; vs best: the chosen plan against the faster baseline, both measured; "
+                  "speeds: each tier's measured speed against here (1 thread), before the "
+                  "setting's plans")
     if plot_path:
         plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
         console.print(f"plot -> {plot_path}")
     if json_path:
-        json_path.write_text(_json.dumps({"model": model, "speeds": speeds, "rows": rows},
+        json_path.write_text(_json.dumps({"model": model, "rows": rows},
                                          indent=1))
 
 

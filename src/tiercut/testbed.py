@@ -63,6 +63,7 @@ class Run:
     setting: str
     label: str  # "chosen", "all-device", "all-cloud"
     plan: Plan
+    speeds: dict[str, float]  # each tier's speed factor the plan was made with
     measured_s: list[float] = field(default_factory=list)
     fallbacks: int = 0
 
@@ -99,7 +100,8 @@ def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -
 
 def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
             inputs: tuple[torch.Tensor, ...], reference: torch.Tensor, requests: int,
-            min_requests: int, budget_s: float, setting: str, warmup: int = 2) -> list[Run]:
+            min_requests: int, budget_s: float, setting: str, speeds: dict[str, float],
+            warmup: int = 2) -> list[Run]:
     """Run each labelled plan through the emulated links, one request of each in turn (so a
     drift of the machine's speed over the minutes this takes hits every plan alike, and a
     comparison between them stays fair), ``requests`` rounds or until ``budget_s`` is spent
@@ -110,7 +112,7 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
         tiers = [TIERS[t] for t in p.route.tiers]
         return [dial[(tiers[i - 1], tiers[i])] for i in range(1, len(tiers))]
 
-    runs = [Run(setting, label, p) for label, p in plans.items()]
+    runs = [Run(setting, label, p, speeds) for label, p in plans.items()]
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(SplitClient(r.plan.to_dict(), endpoints(r.plan),
                                                    deadline_s=120.0)) for r in runs]
@@ -132,9 +134,10 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
 def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 requests: int = 10, min_requests: int = 3, budget_s: float = 30.0,
                 caps: dict[str, float] | None = None, profile_repeat: int = 10,
-                log=print) -> tuple[list[Run], dict[str, float]]:
-    """Profile ``model`` here, then for each setting plan and measure the chosen plan and the
-    two baselines. Returns the runs and each tier's measured speed factor."""
+                log=print) -> list[Run]:
+    """Profile ``model`` here, then for each setting measure each tier's speed factor, plan,
+    and measure the chosen plan and the two baselines. Returns the runs (each with the speed
+    factors its plan was made with)."""
     from .runtime.server import spawn
 
     caps = dict(caps or CAPS)
@@ -166,18 +169,21 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)
         if caps["device"] < 1.0:  # this process plays the device from here on
             stack.enter_context(cpucap.CpuCap(caps["device"])).add(os.getpid())
-        speeds = measure_speeds(model, profile, module, inputs,
-                                {t: s.endpoint for t, s in servers.items()})
-        log("measured speed factors: " + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
+        endpoints = {t: s.endpoint for t, s in servers.items()}
         for s in settings:
+            # measured again for each setting: a shared machine's speed drifts over the minutes
+            # a setting takes, and the plan should see the speeds of the moment it runs in
+            speeds = measure_speeds(model, profile, module, inputs, endpoints)
+            log(f"{s.name}: measured speed factors "
+                + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
             sc = scenario_for(profile, s, speeds)
             routes = {(a, b): dial[f"{s.name}:{a}-{b}"] for a, b in links_for(s)}
             plans = {"chosen": plan(sc), "all-device": baseline(sc, "device"),
                      "all-cloud": baseline(sc, "cloud")}
             log(f"{s.name}: running {', '.join(plans)}, one request of each in turn ...")
             runs += measure(plans, routes, inputs, reference, requests, min_requests,
-                            budget_s * len(plans), s.name)
-    return runs, speeds
+                            budget_s * len(plans), s.name, speeds)
+    return runs
 
 
 def measure_speeds(model: str, profile: Profile, module: torch.nn.Module,
@@ -222,7 +228,7 @@ def report(runs: Sequence[Run]) -> list[dict]:
         rows.append({
             "setting": name, "placement": chosen.placement(),
             "predicted_ms": chosen.predicted_s * 1e3, "measured_ms": chosen.median_s * 1e3,
-            "error": chosen.error, "requests": len(chosen.measured_s),
+            "error": chosen.error, "requests": len(chosen.measured_s), "speeds": chosen.speeds,
             "vs_best_baseline": chosen.median_s / best_baseline - 1.0,
             **{f"{k}_{v}": getattr(by[k], attr) * 1e3 for k in ("all-device", "all-cloud")
                for v, attr in (("predicted_ms", "predicted_s"), ("measured_ms", "median_s"))},
