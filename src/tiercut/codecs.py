@@ -454,6 +454,10 @@ def _build(h: _Header, data: bytes | memoryview, lo: torch.Tensor | None,
            hi: torch.Tensor | None) -> torch.Tensor:
     kind, dtype, shape, numel, bits = h.kind, h.dtype, h.shape, h.numel, h.bits
     if kind == "raw":
+        if numel and dtype != torch.bool and sys.byteorder == "little":
+            # the single copy, into memory the tensor then owns: two torch calls, where the
+            # numpy route below takes six (most of a small tensor's decode when it runs cold)
+            return torch.frombuffer(bytearray(data), dtype=dtype).view(shape)
         _, move, np_dtype = _DTYPES[_DTYPE_CODE[dtype]]
         src = np.frombuffer(data, np_dtype, count=numel)
         if dtype == torch.bool and numel and src.max() > 1:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import math
 import statistics
 import threading
@@ -191,6 +192,9 @@ class SplitClient:
         self.security = security
         self.host_timeout_s = host_timeout_s  # bounds one host's try, so a slow one fails over
         self.client_id = client_id or uuid.uuid4().hex[:16]
+        # request ids: a random prefix per client and a count (unique on every stream they
+        # share, without a call to the system's random source per request)
+        self._id_prefix, self._ids = uuid.uuid4().hex[:16] + "-", itertools.count()
         self._metadata = metadata(security, self.client_id)  # sent with every call
         self.last_load: dict[str, wire.Load] = {}  # per host: from replies and shed answers
         hops = max(plan.stages - 1, 0)
@@ -360,7 +364,7 @@ class SplitClient:
             raise ValueError(f"hedge_after_s {hedge_after_s!r} must be a number of seconds "
                              ">= 0 (0: race from the start)")
         t0 = time.perf_counter()
-        rid = uuid.uuid4().hex
+        rid = f"{self._id_prefix}{next(self._ids):x}"
         lay = self.layout
         env: dict[str, Any] = dict(zip(self.graph.inputs, inputs))
         if len(inputs) != len(self.graph.inputs):
