@@ -17,8 +17,12 @@ medians over REQUESTS requests after a warm-up:
   stream floor= 1 KiB of bytes and 10 bytes back on a bare grpc.aio bidirectional stream (no
                 tiercut, no protobuf), what InferStream rides on: the transport's own floor
 
-The cases run in interleaved rounds; the best round's medians are the headline (the machine
-is shared, so a busy spell inflates one round), every round's figure is printed too.
+Each case runs twice per round: with the device (this process) on CPU 0 and the server on
+CPU 1 ("own cores": two hosts, each with its own core, as two machines are; cpucap.pin), and
+with both processes free to run on every CPU ("shared": they take turns on the cores, evicting
+each other's caches). The cases run in interleaved rounds; the best round's medians are the
+headline (the machine is shared, so a busy spell inflates one round), every round's figure is
+printed too.
 
 Goals: 1 MiB <= 2 ms, 1 KiB <= 0.5 ms. Usage: python benchmarks/hop_overhead.py [REQUESTS]
 """
@@ -87,7 +91,7 @@ def _echo_server(ports: "multiprocessing.Queue") -> None:
     asyncio.run(serve())
 
 
-def stream_floor(port: int, requests: int) -> float:
+def stream_floor(loop: asyncio.AbstractEventLoop, port: int, requests: int) -> float:
     """Median round trip of 1 KiB on one bare bidirectional stream to the echo server."""
     async def measure() -> float:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -100,10 +104,11 @@ def stream_floor(port: int, requests: int) -> float:
                 times.append(time.perf_counter() - t)
             await call.done_writing()
             return statistics.median(times[20:])
-    return asyncio.run(measure())
+    return loop.run_until_complete(measure())
 
 
 def main(requests: int = 200, rounds: int = 3) -> None:
+    from tiercut import cpucap
     from tiercut.runtime import tiercut_pb2 as pb
     from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
     from tiercut.runtime.client import SplitClient
@@ -114,13 +119,16 @@ def main(requests: int = 200, rounds: int = 3) -> None:
     print(f"loadavg before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(shared with other work: figures move with it)")
     env = {"PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    rows: dict[str, list[tuple[float, float | None, float | None, float | None]]] = {
-        k: [] for k in ("Health rpc", "stream floor", *MODELS)}
+    every = set(range(os.cpu_count() or 1))
+    modes = ("own cores", "shared") if len(every) >= 2 else ("shared",)
+    rows: dict[tuple[str, str], list[tuple[float, float | None, float | None, float | None]]] = {
+        (k, mode): [] for k in ("Health rpc", "stream floor", *MODELS) for mode in modes}
     ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     echo = multiprocessing.get_context("spawn").Process(target=_echo_server, args=(ports,),
                                                         daemon=True)
     echo.start()
     echo_port = ports.get(timeout=60)
+    floor_loop = asyncio.new_event_loop()  # one for every round: gRPC keeps to the loops it saw
     with spawn(list(MODELS.values()), threads=1, env=env) as server, \
             grpc.insecure_channel(server.endpoint) as channel:
         stub = pb_grpc.TierServerStub(channel)
@@ -131,37 +139,44 @@ def main(requests: int = 200, rounds: int = 3) -> None:
                                              ("device", "edge"))
             clients[label] = (SplitClient(plan, [server.endpoint]), example_inputs(plan))
         for _ in range(rounds):  # rounds interleave the cases, so a busy spell hits them all
-            health = []
-            for _ in range(requests):
-                t = time.perf_counter()
-                stub.Health(pb.HealthRequest())
-                health.append(time.perf_counter() - t)
-            # a bare call has no rpc/transfer split and no blocking wrapper: those stay blank
-            rows["Health rpc"].append((statistics.median(health), None, None, None))
-            rows["stream floor"].append((stream_floor(echo_port, requests), None, None, None))
-            for label, (client, x) in clients.items():
-                for _ in range(20):
-                    client.infer(*x)
-                ms, calls = [], []
+            for mode in modes:
+                servers_cpus = {1} if mode == "own cores" else every
+                cpucap.pin(os.getpid(), {0} if mode == "own cores" else every)
+                cpucap.pin(server.process.pid, servers_cpus)
+                cpucap.pin(echo.pid, servers_cpus)
+                health = []
                 for _ in range(requests):
                     t = time.perf_counter()
-                    ms.append(client.infer(*x)[1])
-                    calls.append(time.perf_counter() - t)
-                rows[label].append((statistics.median(m.total_s for m in ms),
-                                    statistics.median(m.rpc_s for m in ms),
-                                    statistics.median(m.hops[0].seconds for m in ms),
-                                    statistics.median(calls)))
+                    stub.Health(pb.HealthRequest())
+                    health.append(time.perf_counter() - t)
+                # a bare call has no rpc/transfer split and no blocking wrapper: those stay blank
+                rows["Health rpc", mode].append((statistics.median(health), None, None, None))
+                floor = stream_floor(floor_loop, echo_port, requests)
+                rows["stream floor", mode].append((floor, None, None, None))
+                for label, (client, x) in clients.items():
+                    for _ in range(20):
+                        client.infer(*x)
+                    ms, calls = [], []
+                    for _ in range(requests):
+                        t = time.perf_counter()
+                        ms.append(client.infer(*x)[1])
+                        calls.append(time.perf_counter() - t)
+                    rows[label, mode].append((statistics.median(m.total_s for m in ms),
+                                              statistics.median(m.rpc_s for m in ms),
+                                              statistics.median(m.hops[0].seconds for m in ms),
+                                              statistics.median(calls)))
         for client, _ in clients.values():
             client.close()
+    floor_loop.close()
     echo.terminate()
     print(f"medians over {requests} requests; each round's figure, best round first")
-    print(f"{'case':<12} {'round trip':>11} {'rpc':>9} {'transfer':>9} {'sync call':>10} "
-          f"{'goal':>8}  rounds (trip ms)")
-    for label, figures in rows.items():
+    print(f"{'case':<12} {'cores':<10} {'round trip':>11} {'rpc':>9} {'transfer':>9} "
+          f"{'sync call':>10} {'goal':>8}  rounds (trip ms)")
+    for (label, mode), figures in rows.items():
         best = min(figures, key=lambda f: f[0])
         goal = GOALS.get(label)
         verdict = "" if goal is None else ("ok" if best[0] <= goal else "MISSED")
-        print(f"{label:<12} {_ms(best[0], 11)} {_ms(best[1], 9)} {_ms(best[2], 9)} "
+        print(f"{label:<12} {mode:<10} {_ms(best[0], 11)} {_ms(best[1], 9)} {_ms(best[2], 9)} "
               f"{_ms(best[3], 10)} "
               f"{f'{goal * 1e3:.1f} ms' if goal else '':>8} {verdict:<6} "
               + " ".join(f"{f[0] * 1e3:.3f}" for f in figures))

@@ -1,4 +1,6 @@
 """The testbed end to end (servers, emulated links, plans measured), and the CPU cap."""
+import os
+import re
 import subprocess
 import sys
 
@@ -74,3 +76,57 @@ def test_cpu_cap_holds_one_thread_and_not_the_rest_of_its_process():
         with open(f"/proc/self/task/{threading.get_native_id()}/cgroup") as f:
             assert cap.path.name not in f.read()  # this thread was left where it was
     assert capped < 0.45  # about 0.2 of each wall second; uncapped it would be ~1
+
+
+PRINT_A_NEW_THREADS_CPUS = """
+import os, sys, threading
+sys.stdin.readline()  # pinned by now
+seen = []
+t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))
+t.start(); t.join()
+print(seen[0], sorted(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity needs Linux")
+def test_pin_holds_a_process_and_the_threads_it_starts_later():
+    proc = subprocess.Popen([sys.executable, "-c", PRINT_A_NEW_THREADS_CPUS],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    cpu = max(os.sched_getaffinity(0))
+    cpucap.pin(proc.pid, {cpu})
+    assert os.sched_getaffinity(proc.pid) == {cpu}
+    out, _ = proc.communicate("go\n", timeout=30)
+    assert out.split() == [f"[{cpu}]"] * 2  # a thread started after the pin, and the main one
+
+
+def test_cpu_lists_parse_and_bad_ones_are_named():
+    assert cpucap.parse_cpus("1") == {1}
+    assert cpucap.parse_cpus("0,2") == {0, 2}
+    assert cpucap.parse_cpus(" 0-2,5") == {0, 1, 2, 5}
+    for bad, said in (("a", "'a' is not a CPU number"), ("3-1", "'3-1' is not a range"),
+                      ("-1", "'-1' is not a"), ("1,,2", "'' is not a CPU number")):
+        with pytest.raises(cpucap.CpuCapError, match=said):
+            cpucap.parse_cpus(bad)
+    with pytest.raises(cpucap.CpuCapError, match=r"CPUs \[4096\] do not exist here"):
+        cpucap.pin(os.getpid(), {4096})
+
+
+def test_serve_refuses_cpus_it_does_not_have():
+    from typer.testing import CliRunner
+
+    from tiercut.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--models", "squeezenet1_1", "--cpus", "4096"])
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # out of rich's box
+    assert result.exit_code == 2 and "--cpus: CPUs [4096] do not exist here" in said
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity needs Linux")
+def test_a_spawned_server_runs_on_the_cpus_it_is_given():
+    from tiercut.runtime.server import spawn
+
+    cpu = max(os.sched_getaffinity(0))
+    with spawn(["squeezenet1_1"], cpus=[cpu]) as server:
+        threads = os.listdir(f"/proc/{server.process.pid}/task")
+        assert len(threads) > 1  # gRPC's and torch's threads too
+        assert all(os.sched_getaffinity(int(t)) == {cpu} for t in threads)

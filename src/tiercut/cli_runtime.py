@@ -6,6 +6,7 @@ benchmarks start servers that way).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -133,10 +134,20 @@ def serve_cmd(
                                        "in flight"),
     max_elements: Optional[int] = typer.Option(None, "--max-elements", min=1, help="largest "
                                                "tensor accepted, in elements"),
+    cpus: Optional[str] = typer.Option(None, "--cpus", help="run on these CPUs only, e.g. 1, "
+                                       "0,2 or 2-3 (tiers sharing a machine: each its own "
+                                       "cores)"),
 ) -> None:
     """Host MODELS and run the stages of plans sent to this tier; SIGTERM drains and exits."""
+    from . import cpucap
     from .runtime.server import BACKENDS, TierServer, serve_forever
     from .zoo import resolve
+
+    if cpus is not None:
+        try:
+            cpucap.pin(os.getpid(), cpucap.parse_cpus(cpus))
+        except cpucap.CpuCapError as exc:
+            raise typer.BadParameter(f"--cpus: {exc}") from None
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:

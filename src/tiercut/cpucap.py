@@ -9,6 +9,10 @@ sleep: the work really runs, only less often. Needs root and a writable cgroup f
 A cap can also hold single threads of a process (``add_thread``, ``capped_executor``): the
 device's compute then runs at the cap while its networking does not, as on a phone whose
 slow cores run the model while another core serves its sockets.
+
+``pin`` is the other half of playing several hosts on one machine: each host's process on its
+own cores (CPU affinity; no root needed), so that hosts do not take turns on one core and
+evict each other's caches, as two machines would not.
 """
 from __future__ import annotations
 
@@ -118,3 +122,44 @@ def capped_executor(cap: CpuCap, workers: int = 1) -> concurrent.futures.ThreadP
     return concurrent.futures.ThreadPoolExecutor(
         workers, thread_name_prefix="tiercut-capped",
         initializer=lambda: cap.add_thread(threading.get_native_id()))
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """``"1"``, ``"0,2"``, ``"0-3,6"`` -> the CPU numbers; CpuCapError names a bad part."""
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high) if sep else int(low)
+        except ValueError:
+            raise CpuCapError(f"CPU list {text!r}: {part.strip()!r} is not a CPU number or a "
+                              "range; give e.g. 1, 0,2 or 0-3") from None
+        if first < 0 or last < first:
+            raise CpuCapError(f"CPU list {text!r}: {part.strip()!r} is not a range of CPU "
+                              "numbers >= 0 (low-high)")
+        cpus.update(range(first, last + 1))
+    return frozenset(cpus)
+
+
+def pin(pid: int, cpus: "set[int] | frozenset[int]") -> None:
+    """Run every thread of process ``pid`` on ``cpus`` only; threads it starts later inherit
+    the set of the thread that starts them. Linux (sched_setaffinity on each thread)."""
+    count = os.cpu_count() or 1
+    bad = sorted(c for c in cpus if not 0 <= c < count)
+    if not cpus or bad:
+        raise CpuCapError(f"CPUs {sorted(cpus) if not bad else bad} do not exist here; "
+                          f"this machine has CPUs 0-{count - 1}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise CpuCapError("pinning a process to CPUs needs Linux (sched_setaffinity)")
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError as exc:
+        raise CpuCapError(f"cannot list the threads of process {pid}: {exc}") from None
+    for tid in threads:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
+        except OSError as exc:  # e.g. none of the CPUs allowed to this process
+            raise CpuCapError(f"cannot pin thread {tid} of process {pid} to CPUs "
+                              f"{sorted(cpus)}: {exc}") from None

@@ -822,12 +822,15 @@ class ServerProcess:
 
 def spawn(models: Sequence[str], threads: int | None = 1, host: str = "127.0.0.1",
           extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-          timeout: float = 60) -> ServerProcess:
-    """Start a tier server in a child process on a free port; wait until it listens."""
+          timeout: float = 60, cpus: Sequence[int] | None = None) -> ServerProcess:
+    """Start a tier server in a child process on a free port; wait until it listens.
+    ``cpus``: the CPUs it runs on (``serve --cpus``)."""
     cmd = [sys.executable, "-m", "tiercut.cli_runtime", "serve", "--host", host, "--port", "0",
            "--models", ",".join(models), *extra_args]
     if threads:
         cmd += ["--threads", str(threads)]
+    if cpus is not None:
+        cmd += ["--cpus", ",".join(map(str, cpus))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
     log: list[str] = []
