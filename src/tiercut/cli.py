@@ -404,12 +404,11 @@ def testbed_cmd(
     rows = report(runs)
     from rich import box
 
-    table = Table("link", "speeds d/e/c", "chosen plan", "pred", "meas", "err", "all-device",
-                  "all-cloud", "vs best", box=box.SIMPLE, pad_edge=False, padding=(0, 1, 0, 0),
+    table = Table("link", "chosen plan", "pred", "meas", "err", "all-device", "all-cloud",
+                  "vs best", box=box.SIMPLE, pad_edge=False, padding=(0, 1, 0, 0),
                   title=f"{model}: split inference, predicted against measured")
     for r in rows:
-        table.add_row(r["setting"], "/".join(f"{v:.3g}" for v in r["speeds"].values()),
-                      r["placement"], f"{r['predicted_ms']:.1f}",
+        table.add_row(r["setting"], r["placement"], f"{r['predicted_ms']:.1f}",
                       f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}",
                       f"{r['all-device_predicted_ms']:.0f} / {r['all-device_measured_ms']:.0f}",
                       f"{r['all-cloud_predicted_ms']:.0f} / {r['all-cloud_measured_ms']:.0f}",
@@ -417,9 +416,11 @@ def testbed_cmd(
     console.print(table)
     console.print("ms; meas: median of each plan's requests (n per plan: "
                   f"{', '.join(str(r['requests']) for r in rows)}); baselines as predicted / "
-                  "measured; vs best: the chosen plan against the faster baseline, both measured; "
-                  "speeds: each tier's measured speed against here (1 thread), before the "
-                  "setting's plans")
+                  "measured; vs best: the chosen plan against the faster baseline, both measured")
+    console.print("speed against here (1 thread), device/edge/cloud, measured before each "
+                  "setting's plans: " + "; ".join(
+                      f"{r['setting']} " + "/".join(f"x{v:.3f}" for v in r["speeds"].values())
+                      for r in rows))
     if plot_path:
         plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
         console.print(f"plot -> {plot_path}")
