@@ -38,8 +38,8 @@ from tiercut.codecs import decode, encode
 from tiercut.planner import Constraints, plan
 from tiercut.planner.compress import plan_with_codecs
 from tiercut.profiler import ProfileSettings, profile_model
-from tiercut.link.child import ProxySpec, proxies_in_child
-from tiercut.testbed import CAPS, TIERS, Setting, links_for, measure_speeds, scenario_for
+from tiercut.testbed import (CAPS, TIERS, Setting, link_proxies, measure_speeds,
+                             scenario_for)
 
 SETTINGS = (Setting("1mbit", 1e6, 0.020), Setting("10mbit", 10e6, 0.020))
 BUDGET = 0.25  # the third constraint set: the device computes at most this share of the model
@@ -168,14 +168,8 @@ def end_to_end(work: dict, requests: int, run: bool, z: float) -> list[dict]:
     with contextlib.ExitStack() as stack:
         if run:
             servers = {t: stack.enter_context(spawn(list(work), threads=1)) for t in TIERS[1:]}
-            names, specs = [], []
-            for s in SETTINGS:
-                for (a, b), link in links_for(s).items():
-                    names.append(f"{s.name}:{a}-{b}")
-                    specs.append(ProxySpec(servers[b].endpoint, link.bandwidth_bps,
-                                           link.latency_s))
-            addresses, _ = stack.enter_context(proxies_in_child(specs))
-            dial = dict(zip(names, addresses))
+            dial = stack.enter_context(link_proxies(SETTINGS, {t: s.endpoint
+                                                               for t, s in servers.items()}))
             for tier, server in servers.items():
                 if caps[tier] < 1.0:
                     stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)

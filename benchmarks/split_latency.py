@@ -4,9 +4,9 @@ For links of 1, 10 and 100 Mbit/s with 20 ms one-way delay (userspace shaping pr
 testbed (``tiercut.testbed``) profiles the model here, plans device/edge/cloud, runs the chosen
 plan and both baselines across real tier servers on loopback, one request of each in turn (a
 drift of this machine's speed hits all three alike), and reports the median of 30 requests per
-plan (fewer when the rounds pass ``--budget`` seconds per plan; the count is printed). Slower hosts are CPU caps (cgroups, as root): device 0.1 and edge 0.5 of one CPU;
-each tier's speed factor for the planner is measured where it runs, under its cap, before
-each setting's plans.
+plan (fewer when the rounds pass ``--budget`` seconds per plan; the count is printed). Slower
+hosts are CPU caps (cgroups, as root): device 0.1 and edge 0.5 of one CPU; each tier's speed
+factor for the planner is measured where it runs, under its cap, before each setting's plans.
 
 Goals: the chosen plan's measured median within 10% of its prediction, and never more than 5%
 slower than the faster of all-device and all-cloud measured the same way.

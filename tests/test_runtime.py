@@ -398,6 +398,8 @@ def test_infer_and_bench_commands(servers, tmp_path):
     taken = edge.endpoint.rpartition(":")[2]
     result = runner.invoke(app, ["serve", "--port", taken, "--models", "squeezenet1_1"])
     assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{taken}" in _flat(result.output)
+    result = runner.invoke(app, ["serve", "--models", "squeezenet1_1", "--cpus", "4096"])
+    assert result.exit_code == 2 and "--cpus: CPUs [4096] do not exist here" in _flat(result.output)
 
 
 def _flat(text):

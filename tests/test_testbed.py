@@ -1,6 +1,5 @@
 """The testbed end to end (servers, emulated links, plans measured), and the CPU cap."""
 import os
-import re
 import subprocess
 import sys
 
@@ -88,7 +87,8 @@ print(seen[0], sorted(os.sched_getaffinity(0)))
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity needs Linux")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning shows only with CPU affinity (Linux) and 2 CPUs or more")
 def test_pin_holds_a_process_and_the_threads_it_starts_later():
     proc = subprocess.Popen([sys.executable, "-c", PRINT_A_NEW_THREADS_CPUS],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -111,17 +111,8 @@ def test_cpu_lists_parse_and_bad_ones_are_named():
         cpucap.pin(os.getpid(), {4096})
 
 
-def test_serve_refuses_cpus_it_does_not_have():
-    from typer.testing import CliRunner
-
-    from tiercut.cli import app
-
-    result = CliRunner().invoke(app, ["serve", "--models", "squeezenet1_1", "--cpus", "4096"])
-    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # out of rich's box
-    assert result.exit_code == 2 and "--cpus: CPUs [4096] do not exist here" in said
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity needs Linux")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning shows only with CPU affinity (Linux) and 2 CPUs or more")
 def test_a_spawned_server_runs_on_the_cpus_it_is_given():
     from tiercut.runtime.server import spawn
 

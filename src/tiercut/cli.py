@@ -425,8 +425,7 @@ def testbed_cmd(
         plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
         console.print(f"plot -> {plot_path}")
     if json_path:
-        json_path.write_text(_json.dumps({"model": model, "rows": rows},
-                                         indent=1))
+        json_path.write_text(_json.dumps({"model": model, "rows": rows}, indent=1))
 
 
 def _register_runtime_commands() -> None:

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -93,6 +93,21 @@ def links_for(setting: Setting) -> dict[tuple[str, str], Link]:
             ("edge", "cloud"): EDGE_CLOUD}
 
 
+@contextlib.contextmanager
+def link_proxies(settings: Sequence[Setting],
+                 endpoints: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A shaping proxy for every hop of every setting (``links_for``), relaying to the hop's
+    receiving tier at ``endpoints[tier]``, all in one child process; yields the address to
+    dial for each, by ``"setting:src-dst"``."""
+    names, specs = [], []
+    for s in settings:
+        for (a, b), link in links_for(s).items():
+            names.append(f"{s.name}:{a}-{b}")
+            specs.append(ProxySpec(endpoints[b], link.bandwidth_bps, link.latency_s))
+    with proxies_in_child(specs) as (addresses, _):
+        yield dict(zip(names, addresses))
+
+
 def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -> Scenario:
     hosts = tuple(Host(t, t, scale_profile(profile, speeds[t], t)) for t in TIERS)
     return Scenario(TIERS, hosts, links_for(setting))
@@ -156,14 +171,9 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
     runs: list[Run] = []
     with contextlib.ExitStack() as stack:
         servers = {t: stack.enter_context(spawn([model], threads=1)) for t in TIERS[1:]}
-        names, specs = [], []
-        for s in settings:
-            for (a, b), link in links_for(s).items():
-                names.append(f"{s.name}:{a}-{b}")
-                specs.append(ProxySpec(servers[b].endpoint, link.bandwidth_bps, link.latency_s))
         # the proxies live in a child process: this one is capped as the device below
-        addresses, _ = stack.enter_context(proxies_in_child(specs))
-        dial = dict(zip(names, addresses))
+        dial = stack.enter_context(link_proxies(settings, {t: s.endpoint
+                                                           for t, s in servers.items()}))
         for tier, server in servers.items():
             if caps[tier] < 1.0:
                 stack.enter_context(cpucap.CpuCap(caps[tier])).add(server.process.pid)

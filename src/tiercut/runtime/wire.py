@@ -178,8 +178,7 @@ def check_values(values: Mapping[str, Any], expected: Sequence[str],
                  signatures: Mapping[str, Signature], where: str) -> None:
     """Raise WireError unless ``values`` holds exactly ``expected``, each of its signature."""
     missing = [n for n in expected if n not in values]
-    unexpected = [n for n in values if n not in expected] if len(values) != len(expected) \
-        or missing else []
+    unexpected = [n for n in values if n not in expected]
     if missing or unexpected:
         parts = []
         if missing:
