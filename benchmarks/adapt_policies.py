@@ -60,10 +60,11 @@ import torch
 from tiercut.adapt.policies import AdaptivePolicy, LoadAwarePolicy
 from tiercut.link.traces import BandwidthTrace, load_trace
 from tiercut.planner import Host, Link, Scenario, baseline
-from tiercut.predict import scale_profile
-from tiercut.profiler import ProfileSettings, profile_model
+from tiercut.measure.predict import scale_profile
+from tiercut.measure.profiler import ProfileSettings, profile_model
 from tiercut.sim.run import prepare, run_policies
-from tiercut.sim.simulator import PROBE_BITS, Arrivals
+from tiercut.adapt.estimators import PROBE_BITS
+from tiercut.sim.simulator import Arrivals
 from tiercut.sim.timeline import Timeline
 from tiercut.zoo import resolve
 

@@ -31,13 +31,14 @@ from pathlib import Path
 
 import torch
 
-from tiercut import cpucap, trace, zoo
-from tiercut.calibrate import calibrate
-from tiercut.cli_calibrate import load_dataset
+from tiercut.measure import cpucap
+from tiercut import trace, zoo
+from tiercut.codecs.calibrate import calibrate
+from tiercut.cli.calibrate import load_dataset
 from tiercut.codecs import decode, encode
 from tiercut.planner import Constraints, plan
 from tiercut.planner.compress import plan_with_codecs
-from tiercut.profiler import ProfileSettings, profile_model
+from tiercut.measure.profiler import ProfileSettings, profile_model
 from tiercut.testbed import (CAPS, TIERS, Setting, link_proxies, measure_speeds,
                              scenario_for)
 
@@ -157,7 +158,7 @@ def main() -> None:
 
 def end_to_end(work: dict, requests: int, run: bool, z: float) -> list[dict]:
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
 
     rows = []
     capped = cpucap.available()

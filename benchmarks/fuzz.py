@@ -93,7 +93,7 @@ def main() -> None:
     from tiercut.runtime import tiercut_pb2 as pb
     from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
     from tiercut.runtime import wire
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
     from tiercut.runtime.stageplan import StagePlan, example_inputs, layout, model_graph
 
     sys.path.insert(0, str(HERE))

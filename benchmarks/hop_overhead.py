@@ -108,11 +108,11 @@ def stream_floor(loop: asyncio.AbstractEventLoop, port: int, requests: int) -> f
 
 
 def main(requests: int = 200, rounds: int = 3) -> None:
-    from tiercut import cpucap
+    from tiercut.measure import cpucap
     from tiercut.runtime import tiercut_pb2 as pb
     from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
     from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
 
     torch.set_num_threads(1)

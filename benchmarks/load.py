@@ -112,7 +112,7 @@ def load(args) -> int:
 
     from tiercut.runtime import tiercut_pb2 as pb
     from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
     from tiercut.runtime.stageplan import example_inputs
 
     plan = _plan()
@@ -181,7 +181,7 @@ def load(args) -> int:
 
 def faults(args) -> int:
     from tiercut.link.shaper import ShapingProxy
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
     from tiercut.runtime.stageplan import example_inputs
 
     plan = _plan()

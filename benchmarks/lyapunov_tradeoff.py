@@ -34,7 +34,7 @@ from test_planner import three_tiers  # noqa: E402
 
 from tiercut.adapt.policies import LyapunovPolicy, candidates  # noqa: E402
 from tiercut.link.traces import BandwidthTrace  # noqa: E402
-from tiercut.sim.costs import CPU, TRACE_LINK  # noqa: E402
+from tiercut.adapt.costs import CPU, TRACE_LINK  # noqa: E402
 from tiercut.sim.run import prepare  # noqa: E402
 from tiercut.sim.simulator import Arrivals  # noqa: E402
 

@@ -58,7 +58,7 @@ def _address(endpoint: str) -> tuple[str, int]:
 
 def main(model: str = "resnet18", requests: int = 40, delay_ms: float = 20.0) -> None:
     from tiercut.link.shaper import ShapingProxy
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
     from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
     from tiercut.zoo import resolve
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tiercut import ProfileSettings, profile_model, zoo
 from tiercut.planner import Host, Scenario, parse_link
-from tiercut.predict import scale_profile
+from tiercut.measure.predict import scale_profile
 
 SPEEDS = {"device": 0.1, "edge": 1.0, "cloud": 5.0}  # device 10x slower, cloud 5x faster
 LINKS = {("device", "edge"): "20mbit,10ms", ("edge", "cloud"): "200mbit,15ms",

@@ -24,7 +24,7 @@ from tiercut.planner import Constraints, Host, InfeasibleError, Scenario, baseli
 from tiercut.planner import brute  # noqa: E402
 from tiercut.planner.build import build, routes  # noqa: E402
 from tiercut.planner.problem import INF  # noqa: E402
-from tiercut.profile import NodeProfile, Profile  # noqa: E402
+from tiercut.measure.profile import NodeProfile, Profile  # noqa: E402
 
 
 def random_scenario(rng: random.Random, tiers: int) -> Scenario:

@@ -16,7 +16,7 @@ from planner_common import measured, scenario  # noqa: E402
 
 from tiercut.planner import Constraints, plan  # noqa: E402
 from tiercut.planner.table import build_table  # noqa: E402
-from tiercut.profile import NodeProfile, Profile  # noqa: E402
+from tiercut.measure.profile import NodeProfile, Profile  # noqa: E402
 
 
 def median_seconds(fn, repeat: int) -> float:

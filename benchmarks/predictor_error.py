@@ -15,7 +15,7 @@ import sys
 import time
 
 from tiercut import ProfileSettings, profile_model, zoo
-from tiercut.predict import LatencyPredictor
+from tiercut.measure.predict import LatencyPredictor
 
 SLOW_NODE_S = 1e-4
 

@@ -2,7 +2,7 @@
 through the discrete-event simulator, same scenario, same plans, same arrival times.
 
 Real side (the testbed's pieces, ``tiercut.testbed``): edge and cloud tier servers
-(``runtime.server.spawn``, one thread each), every hop a userspace ShapingProxy in one child
+(``runtime.launch.spawn``, one thread each), every hop a userspace ShapingProxy in one child
 process; the device's two links (to the edge, to the cloud) replay the trace segment, the
 edge-cloud hop is fixed (500 Mbit/s, 5 ms). Where root and cgroups allow, the device's compute
 (the thread its stages run on, in this process) and the edge run under CPU caps (0.1 and 0.5
@@ -46,18 +46,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tiercut import cpucap
+from tiercut.measure import cpucap
 from tiercut.adapt.client import AdaptiveClient
 from tiercut.adapt.policies import build_policy, candidates
 from tiercut.link.child import ProxySpec, proxies_in_child
 from tiercut.link.traces import BandwidthTrace, load_trace
 from tiercut.planner import Host, Link, Scenario
 from tiercut.planner.table import build_table
-from tiercut.predict import scale_profile
-from tiercut.profiler import ProfileSettings, profile_model
-from tiercut.runtime.server import spawn
+from tiercut.measure.predict import scale_profile
+from tiercut.measure.profiler import ProfileSettings, profile_model
+from tiercut.runtime.launch import spawn
 from tiercut.sim.run import prepare
-from tiercut.sim.costs import CPU
+from tiercut.adapt.costs import CPU
 from tiercut.sim.simulator import Simulator
 from tiercut.testbed import CAPS, CLOUD_EXTRA_S, EDGE_CLOUD, TIERS, measure_speeds
 from tiercut.zoo import entry

@@ -127,9 +127,9 @@ def _switching_run(entry):
     from tiercut.adapt.client import AdaptiveClient
     from tiercut.planner import Host, Scenario, baseline, parse_link
     from tiercut.planner.table import build_table
-    from tiercut.predict import scale_profile
-    from tiercut.profiler import ProfileSettings, profile_model
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.measure.predict import scale_profile
+    from tiercut.measure.profiler import ProfileSettings, profile_model
+    from tiercut.runtime.launch import serve_in_thread
 
     model = entry.build()
     x = entry.example_inputs()
@@ -176,7 +176,7 @@ def test_idle_probes_measure_the_link():
     the policy's estimator."""
     from tiercut.adapt.client import AdaptiveClient
     from tiercut.link.shaper import ShapingProxy
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
 
     server = serve_in_thread(["squeezenet1_1"], threads=1)
     try:
@@ -196,8 +196,8 @@ def test_a_probe_into_a_stalled_link_reports_a_bound_and_returns_in_time():
     policy that the link is slower than the probe's bits over that time."""
     from tiercut.adapt.client import AdaptiveClient
     from tiercut.link.shaper import ShapingProxy
-    from tiercut.runtime.server import serve_in_thread
-    from tiercut.sim.simulator import PROBE_BITS
+    from tiercut.runtime.launch import serve_in_thread
+    from tiercut.adapt.estimators import PROBE_BITS
 
     server = serve_in_thread(["squeezenet1_1"], threads=1)
     try:

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from tiercut import trace, zoo
-from tiercut.calibrate import (CalibrationError, CodecResult, CodecTable, Cut, calibrate,
-                               check_max_loss, cut_positions, graph_signature)
-from tiercut.cli_calibrate import load_dataset, plan_with_table, sentences
+from tiercut.codecs.calibrate import (CalibrationError, CodecResult, CodecTable, Cut, calibrate,
+                                      check_max_loss, cut_positions, graph_signature)
+from tiercut.cli.calibrate import load_dataset, plan_with_table, sentences
 from tiercut.planner import Host, Scenario, brute, parse_link, plan
 from tiercut.planner.build import build, routes
 from tiercut.planner.compress import hop_codec, plan_with_codecs
 from tiercut.planner.problem import crossing, evaluate
 from tiercut.planner.scenario import RAW
-from tiercut.profile import NodeProfile, Profile
+from tiercut.measure.profile import NodeProfile, Profile
 
 CODECS = ("fp16", "q8", "q4+lz4", "q2+lz4")
 
@@ -229,7 +229,7 @@ def test_cli_calibrate_then_plan_uses_the_table(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from tiercut.cli_calibrate import calibrate_cmd
+    from tiercut.cli.calibrate import calibrate_cmd
 
     app = typer.Typer()
     app.command()(calibrate_cmd)
@@ -294,7 +294,7 @@ def test_joint_plan_runs_with_its_codec_per_hop(digits):
     """A device 50x slower than the cloud behind a 100 kbit/s link: the joint plan compresses the
     device's hop; SplitClient sends it with that codec and the answers keep their top-1."""
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
 
     _, graph, inputs, labels = digits
     table = calibrate(graph, tuple(t[:100] for t in inputs), labels[:100], "top1",

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tiercut.runtime.client import SplitClient, tier_hosts
-from tiercut.runtime.server import serve_in_thread, spawn
+from tiercut.runtime.launch import serve_in_thread, spawn
 from tiercut.link.shaper import ShapingProxy
 from tiercut.runtime.stageplan import StagePlan
 

@@ -19,7 +19,7 @@ from tiercut import codecs
 from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
 from tiercut.runtime import wire
-from tiercut.runtime.server import serve_in_thread
+from tiercut.runtime.launch import serve_in_thread
 from tiercut.runtime.stageplan import StagePlan, layout
 
 from test_runtime import SKIP, SKIPPY, TIERS, whole

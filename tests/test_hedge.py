@@ -49,7 +49,7 @@ def test_a_hedged_request_into_a_stalled_link_is_answered_by_the_device(one_thre
     from tiercut.adapt.client import AdaptiveClient
     from tiercut.link.shaper import ShapingProxy
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
 
     plan, x, expected = _all_edge("squeezenet1_1")
     server = serve_in_thread(["squeezenet1_1"], threads=1)
@@ -100,8 +100,8 @@ class _Hedging:
 def _edge_plan():
     """squeezenet1_1 all on an edge 10x this machine, as the planner describes it."""
     from tiercut.planner import Host, Scenario, baseline, parse_link
-    from tiercut.predict import scale_profile
-    from tiercut.profiler import ProfileSettings, profile_model
+    from tiercut.measure.predict import scale_profile
+    from tiercut.measure.profiler import ProfileSettings, profile_model
     from tiercut.zoo import resolve
 
     entry = resolve("squeezenet1_1")
@@ -118,7 +118,7 @@ def test_a_hedged_request_answered_remotely_stops_the_device(one_thread):
     """The device is busy with other work, so the server answers first; the device's run,
     when it gets the processor, stops at once."""
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
 
     plan, x, expected = _all_edge("squeezenet1_1")
     server = serve_in_thread(["squeezenet1_1"], threads=1)
@@ -146,7 +146,7 @@ def test_a_delayed_hedge_runs_the_device_only_when_the_answer_is_late(one_thread
     thread); into a stalled link, the device starts after the wait and answers."""
     from tiercut.link.shaper import ShapingProxy
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
 
     plan, x, expected = _all_edge("squeezenet1_1")
     server = serve_in_thread(["squeezenet1_1"], threads=1)
@@ -169,7 +169,7 @@ def test_a_delayed_hedge_runs_the_device_only_when_the_answer_is_late(one_thread
 
 
 def test_the_devices_run_stops_between_nodes_and_otherwise_equals_the_module():
-    from tiercut.runtime.client import _Stopped, _StoppableRun
+    from tiercut.runtime.hedge import _Stopped, _StoppableRun
 
     torch.manual_seed(0)
     gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)))
@@ -322,7 +322,7 @@ def test_the_devices_stages_run_on_the_executor_given(one_thread):
     import concurrent.futures
 
     from tiercut.runtime.client import SplitClient
-    from tiercut.runtime.server import serve_in_thread
+    from tiercut.runtime.launch import serve_in_thread
     from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
 
     graph = model_graph("squeezenet1_1")

@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tiercut.cli_link import link_cmd
+from tiercut.cli.link import link_cmd
 from tiercut.link import (BandwidthTrace, BandwidthTraceError, LinkError, NamespaceLink,
                           ShapingProxy, TraceFileError, check_delay, check_rate, load_trace,
                           parse_address)
@@ -424,7 +424,7 @@ def test_link_command_relays_until_its_duration(tmp_path):
             with conn:
                 conn.sendall(conn.recv(100).upper())
         threading.Thread(target=serve, daemon=True).start()
-        code = "import typer; from tiercut.cli_link import link_cmd; typer.run(link_cmd)"
+        code = "import typer; from tiercut.cli.link import link_cmd; typer.run(link_cmd)"
         host, port = listener.getsockname()
         proc = subprocess.Popen([sys.executable, "-c", code, "--to", f"{host}:{port}",
                                  "--rate", "10mbit", "--delay", "5ms", "--duration", "20"],

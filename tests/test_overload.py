@@ -13,8 +13,9 @@ import pytest
 from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
 from tiercut.runtime import wire
+from tiercut.runtime.backends import register_backend
 from tiercut.runtime.client import SplitClient
-from tiercut.runtime.server import register_backend, serve_in_thread
+from tiercut.runtime.launch import serve_in_thread
 from tiercut.runtime.stageplan import StagePlan
 
 from assignments import assert_same

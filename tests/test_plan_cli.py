@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from tiercut import ProfileSettings, profile_model
 from tiercut.cli import app
-from tiercut.predict import scale_profile
+from tiercut.measure.predict import scale_profile
 
 import userzoo
 

@@ -8,7 +8,7 @@ from tiercut.planner import (Constraints, Host, InfeasibleError, Link, Scenario,
                              baseline, parse_link, plan)
 from tiercut.planner.build import build, routes
 from tiercut.planner import brute
-from tiercut.profile import NodeProfile, Profile
+from tiercut.measure.profile import NodeProfile, Profile
 
 
 def dag_profile(host: str, speed: float, seed: int = 0, n: int = 7, model: str = "dag") -> Profile:

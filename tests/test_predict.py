@@ -10,10 +10,10 @@ import handwritten
 from torch import nn
 
 from tiercut.errors import ProfileError
-from tiercut.predict import LatencyPredictor, node_features, scale_profile
-from tiercut.profile import Profile
-from tiercut.profiler import ProfileSettings, profile_model
-from tiercut.trace import trace
+from tiercut.measure.predict import LatencyPredictor, node_features, scale_profile
+from tiercut.measure.profile import Profile
+from tiercut.measure.profiler import ProfileSettings, profile_model
+from tiercut.graph.trace import trace
 
 SETTINGS = ProfileSettings(repeat=5, warmup=2)  # medians that survive a busy machine
 X = torch.randn(1, 3, 48, 48)

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from tiercut.errors import ProfileError
-from tiercut.profile import Profile
-from tiercut.profiler import ProfileSettings, profile_model
-from tiercut.trace import trace
+from tiercut.measure.profile import Profile
+from tiercut.measure.profiler import ProfileSettings, profile_model
+from tiercut.graph.trace import trace
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "profile.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

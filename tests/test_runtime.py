@@ -17,7 +17,7 @@ from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
 from tiercut.runtime import wire
 from tiercut.runtime.client import InputError, RemoteError, SplitClient
-from tiercut.runtime.server import serve_in_thread
+from tiercut.runtime.launch import serve_in_thread
 from tiercut.runtime.stageplan import PlanError, StagePlan, example_inputs, layout, model_graph
 from tiercut.runtime.stream import METHOD
 from tiercut.zoo import resolve
@@ -366,7 +366,7 @@ def test_infer_and_bench_commands(servers, tmp_path):
     import numpy as np
     from typer.testing import CliRunner
 
-    from tiercut.cli_runtime import _app
+    from tiercut.cli.serve import _app
 
     edge, cloud = servers
     plan_path = tmp_path / "plan.json"
@@ -408,7 +408,8 @@ def _flat(text):
 
 
 def test_onnxruntime_backend_plugs_in(tmp_path):
-    from tiercut.runtime.server import ServerThread, TierServer
+    from tiercut.runtime.launch import ServerThread
+    from tiercut.runtime.server import TierServer
 
     spec = "userzoo:tiny_cnn"
     names = [n.name for n in model_graph(spec).compute_nodes]

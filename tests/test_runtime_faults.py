@@ -7,9 +7,10 @@ import pytest
 
 from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
+from tiercut.runtime.backends import register_backend
 from tiercut.runtime.client import RemoteError, SplitClient
-from tiercut.runtime.server import (ServerThread, TierServer, register_backend, serve_in_thread,
-                                    spawn)
+from tiercut.runtime.launch import ServerThread, serve_in_thread, spawn
+from tiercut.runtime.server import TierServer
 from tiercut.runtime.stageplan import StagePlan, example_inputs, model_graph
 
 from assignments import assert_same

@@ -23,7 +23,8 @@ from tiercut.runtime import tiercut_pb2_grpc as pb_grpc  # noqa: E402
 from tiercut.runtime.client import RemoteError, SplitClient  # noqa: E402
 from tiercut.runtime.security import (ClientSecurity, SecurityError, ServerSecurity,  # noqa: E402
                                       check_bind, is_loopback)
-from tiercut.runtime.server import TierServer, serve_in_thread  # noqa: E402
+from tiercut.runtime.launch import serve_in_thread  # noqa: E402
+from tiercut.runtime.server import TierServer  # noqa: E402
 from tiercut.runtime.stageplan import StagePlan  # noqa: E402
 
 from assignments import assert_same  # noqa: E402
@@ -211,7 +212,7 @@ def test_half_configured_tls_is_an_error():
 
 def test_cli_serve_with_tls_and_token(pki, tmp_path):
     """`tiercut serve --tls-cert --tls-key --client-ca --token-file` in a child process."""
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
 
     files = {}
     for name in ("server_cert", "server_key", "ca"):
@@ -226,7 +227,7 @@ def test_cli_serve_with_tls_and_token(pki, tmp_path):
         assert _health(server.endpoint, good, TOKEN).status == pb.HealthReply.SERVING
         assert _refused(server.endpoint, good, "wrong").code() == \
             grpc.StatusCode.UNAUTHENTICATED
-    done = subprocess.run([sys.executable, "-m", "tiercut.cli_runtime", "serve", "--host",
+    done = subprocess.run([sys.executable, "-m", "tiercut.cli.serve", "serve", "--host",
                            "0.0.0.0", "--port", "0", "--models", SKIPPY],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": "tests"})

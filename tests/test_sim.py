@@ -14,7 +14,7 @@ from tiercut.adapt.policies import (FrameRateError, LyapunovPolicy, PolicyError,
 from tiercut.link.traces import BandwidthTrace, TraceFileError, load_trace
 from tiercut.planner import Host, Scenario, parse_link, plan
 from tiercut.planner.table import build_table, with_device_bandwidth
-from tiercut.profile import NodeProfile, Profile
+from tiercut.measure.profile import NodeProfile, Profile
 from tiercut.sim.run import prepare, run_policies
 from tiercut.sim.simulator import Arrivals, SimError, Simulator, parse_arrivals, parse_duration
 from tiercut.sim.timeline import Timeline
@@ -199,7 +199,7 @@ def test_mahimahi_trace(tmp_path):
 
 
 def test_simulate_cli(tmp_path):
-    from tiercut.cli_simulate import simulate_cmd
+    from tiercut.cli.simulate import simulate_cmd
     import yaml
 
     sc = three_tiers(0)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tiercut import cpucap
+from tiercut.measure import cpucap
 from tiercut.testbed import Setting, report, run_testbed
 
 
@@ -114,7 +114,7 @@ def test_cpu_lists_parse_and_bad_ones_are_named():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="pinning shows only with CPU affinity (Linux) and 2 CPUs or more")
 def test_a_spawned_server_runs_on_the_cpus_it_is_given():
-    from tiercut.runtime.server import spawn
+    from tiercut.runtime.launch import spawn
 
     cpu = max(os.sched_getaffinity(0))
     with spawn(["squeezenet1_1"], cpus=[cpu]) as server:

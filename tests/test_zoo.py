@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tiercut import run_stages, split, trace, zoo
-from tiercut.flops import macs
+from tiercut.graph.flops import macs
 
 from assignments import assert_same, chain_cut, random_assignment
 

@@ -5,12 +5,13 @@ Profile, and ``split`` the graph by a node-to-stage assignment into Stages.
 """
 from .errors import (AssignmentError, ExampleInputError, GraphError, ProfileError, TiercutError,
                      TraceError, UnknownModelError)
-from .graph import Graph, Node, TensorMeta
-from .profile import NodeProfile, Profile
-from .predict import LatencyPredictor, scale_profile
-from .profiler import ProfileSettings, profile_model
-from .split import Stage, run_stages, split
-from .trace import trace
+from .graph.dag import Graph, Node, TensorMeta
+from .graph.split import Stage, run_stages, split
+from .graph.trace import trace
+from .measure.predict import LatencyPredictor, scale_profile
+from .measure.profile import NodeProfile, Profile
+from .measure.profiler import ProfileSettings, profile_model
+from ._moved import install as _install_moved
 
 __version__ = "0.1.0"
 
@@ -21,3 +22,5 @@ __all__ = [
     "TraceError", "UnknownModelError", "profile_model", "run_stages", "scale_profile", "split",
     "trace",
 ]
+
+_install_moved(__name__)  # the 0.1.0 module paths, for one release

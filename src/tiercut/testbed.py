@@ -27,13 +27,13 @@ from typing import Iterator, Sequence
 
 import torch
 
-from . import cpucap
+from .measure import cpucap
 from .link.child import ProxySpec, proxies_in_child
 from .planner import Host, Link, Scenario, baseline, plan
 from .planner.plan import Plan
-from .predict import scale_profile
-from .profile import Profile
-from .profiler import ProfileSettings, profile_model
+from .measure.predict import scale_profile
+from .measure.profile import Profile
+from .measure.profiler import ProfileSettings, profile_model
 from .zoo import entry
 
 TIERS = ("device", "edge", "cloud")
@@ -153,7 +153,7 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
     """Profile ``model`` here, then for each setting measure each tier's speed factor, plan,
     and measure the chosen plan and the two baselines. Returns the runs (each with the speed
     factors its plan was made with)."""
-    from .runtime.server import spawn
+    from .runtime.launch import spawn
 
     caps = dict(caps or CAPS)
     if not cpucap.available():

@@ -1,5 +1,6 @@
-"""Adaptation: live estimates of bandwidth and load, policies that re-plan from them, and a
-client that switches plans between requests."""
+"""Adapting the plan while it runs: bandwidth and load estimates, plan costs, re-partitioning
+policies (``policies/``, one per file) and a client that switches plans between requests.
+Imports tiercut.planner, tiercut.runtime and tiercut.errors; never tiercut.sim (it imports adapt)."""
 from .estimators import BandwidthEstimator, LatencyEstimator, LoadEstimator, Observation
 from .policies import (POLICIES, AdaptivePolicy, DadsPolicy, FrameRateError, LoadAwarePolicy,
                        LyapunovPolicy, OraclePolicy, Policy, PolicyError, Setting, StaticPolicy,

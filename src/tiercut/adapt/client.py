@@ -23,9 +23,8 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ..planner.plan import Plan
-from ..sim.costs import plan_key
-from ..sim.simulator import PROBE_BITS
-from .estimators import Observation, samples
+from .costs import plan_key
+from .estimators import PROBE_BITS, Observation, samples
 from .policies import Policy
 
 

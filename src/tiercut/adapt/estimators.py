@@ -35,6 +35,8 @@ from typing import Any, Mapping
 
 from ..errors import TiercutError
 
+PROBE_BITS = 64 * 1024 * 8  # an idle link is probed with this many bits (simulated and real)
+
 
 class EstimatorError(TiercutError, ValueError):
     """Bad settings or samples for an estimator."""

@@ -1,4 +1,5 @@
-"""Emulated network links between processes on one machine.
+"""Emulated network links between processes on one machine, and the bandwidth traces that
+drive them. Imports ``tiercut.errors`` and the planner's rate and delay parsers only.
 
 - ``ShapingProxy``: a userspace TCP proxy with a token bucket and a one-way delay per direction
   (no root); ``ShapingProxy.in_thread`` for synchronous code; trace replay.

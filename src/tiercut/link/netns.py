@@ -37,7 +37,7 @@ BURST_S = 0.001                  # tbf bucket: about 1 ms at the rate, at least 
 QUEUE_S = 0.2                    # tbf queue: about 200 ms at the rate, at least 256 KiB
 _counter = itertools.count()     # unique names within this process (names also carry the pid)
 
-_PROXY_CODE = ("import typer; from tiercut.cli_link import link_cmd; "
+_PROXY_CODE = ("import typer; from tiercut.cli.link import link_cmd; "
                "typer.run(link_cmd)")
 
 

@@ -1,10 +1,10 @@
 """The cut and the codec chosen together, under a bound ε on the metric loss (JALAD's question).
 
-The model. A codec table (``tiercut.calibrate``) measured, at cut positions p, each codec's
-size ratio, encode and decode seconds and metric loss; cut p is the placement that runs the
-first p compute nodes of the topological order on the device. A calibrated codec c may carry
-the device's hop only where its accuracy was measured: the device runs exactly the first p
-nodes and loss(p, c) <= ε. Its cost on that hop is the calibrated one, per request:
+The model. A codec table (``tiercut.codecs.calibrate``) measured, at cut positions p, each
+codec's size ratio, encode and decode seconds and metric loss; cut p is the placement that runs
+the first p compute nodes of the topological order on the device. A calibrated codec c may
+carry the device's hop only where its accuracy was measured: the device runs exactly the first
+p nodes and loss(p, c) <= ε. Its cost on that hop is the calibrated one, per request:
 raw(p)·ratio/bandwidth + encode + decode seconds (stored per raw byte, times raw(p), which is
 exactly what crosses under that placement). Every other hop, and every placement without such a
 cut, uses the scenario's own codecs (raw unless the scenario says otherwise).
@@ -30,7 +30,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..calibrate import CodecResult, CodecTable, check_max_loss
+from ..codecs.calibrate import CodecResult, CodecTable, check_max_loss
 from .build import Constraints
 from .plan import Plan
 from .scenario import Codec, Scenario, ScenarioError

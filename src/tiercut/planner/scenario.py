@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import TiercutError
-from ..profile import Profile
+from ..measure.profile import Profile
 
 DEFAULT_TIERS = ("device", "edge", "cloud")
 

@@ -1,5 +1,9 @@
-"""The runtime: split inference across real processes (tier servers over gRPC, the device
-client, and the stage backends).
+"""The runtime: split inference across real processes: tier servers over gRPC, the device client,
+the stage backends. Imports tiercut.graph, codecs, zoo and errors; never planner/adapt/sim/cli.
+
+Server side: server.py (the handlers), stagecache, backends, admission, workers, forward,
+dispatch, launch. Device side: client.py (SplitClient), hosts, fallback, hedge, measurement,
+bench. Both: transport, security, stream, wire, stageplan.
 
 gRPC's transport: unless ``GRPC_EXPERIMENTS`` is set, importing this package turns off gRPC's
 EventEngine client and listener, so that sockets are served by gRPC's older poller, which

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 from ..errors import AssignmentError, TiercutError
-from ..graph import Graph
-from ..split import Stage
+from ..graph.dag import Graph
+from ..graph.split import Stage
 
 FORMAT = "tiercut-onnx-stage/1"  # bump when what goes into a file changes
 EXPORTERS = ("dynamo", "torchscript")

@@ -23,9 +23,9 @@ import torch
 import torch.fx as fx
 
 from ..errors import TiercutError
-from ..graph import Graph
-from ..split import Stage, split
-from ..trace import trace
+from ..graph.dag import Graph
+from ..graph.split import Stage, split
+from ..graph.trace import trace
 from ..zoo import ZooEntry, resolve
 
 FORMAT = "tiercut-stageplan/1"

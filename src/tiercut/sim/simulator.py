@@ -43,18 +43,17 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..adapt.estimators import Observation
+from ..adapt.estimators import PROBE_BITS, Observation
 from ..errors import TiercutError
 from ..link.traces import BandwidthTrace
 from ..planner.plan import Plan
 from ..planner.scenario import Scenario
-from .costs import CPU, TRACE_LINK, Costs, device_powers
+from ..adapt.costs import CPU, TRACE_LINK, Costs, device_powers
 from .timeline import Timeline
 
 if TYPE_CHECKING:
     from ..adapt.policies import Policy
 
-PROBE_BITS = 64 * 1024 * 8  # an idle link is probed with this many bits (AdaptiveClient's too)
 MAX_PROBES = 5  # probes simulated between two arrivals, at most (policies.WINDOW)
 OVERDUE_STEP = 1.25  # a transfer under way is told again once its time has grown this much
 

@@ -1,4 +1,6 @@
-"""The model zoo: the standard models of the partitioning literature, in pure PyTorch."""
+"""The model zoo: the standard models of the partitioning literature, in pure PyTorch, and
+the registry of names users type. Imports ``tiercut.errors`` only.
+"""
 import importlib
 
 from .registry import InputSpec, ZooEntry, entry, names, register, resolve

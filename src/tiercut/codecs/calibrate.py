@@ -30,11 +30,12 @@ import numpy as np
 import torch
 import zstandard
 
-from . import codecs as codecs_mod
-from .errors import TiercutError
-from .graph import Graph
-from .profile import Profile
-from .split import split
+from ..errors import TiercutError
+from ..graph.dag import Graph
+from ..graph.split import split
+from ..measure.profile import Profile
+from .codec import decode, encode
+from .spec import CodecError, CodecSpec, parse_codec
 
 FORMAT = "tiercut-codecs/1"
 METRICS = ("top1", "cosine")
@@ -227,7 +228,7 @@ def calibrate(graph: Graph, inputs: Sequence[torch.Tensor], labels: torch.Tensor
         raise CalibrationError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
     if metric == "top1" and labels is None:
         raise CalibrationError("metric top1 needs labels; the dataset has none (use cosine)")
-    specs = [codecs_mod.parse_codec(c) for c in dict.fromkeys(codecs)]
+    specs = [parse_codec(c) for c in dict.fromkeys(codecs)]
     inputs = tuple(inputs)
     n = len(inputs[0])
     if labels is not None and len(labels) != n:
@@ -253,7 +254,7 @@ def calibrate(graph: Graph, inputs: Sequence[torch.Tensor], labels: torch.Tensor
             try:
                 results.append(_measure(spec, graph, stages[1], env, tensors, metric, ref,
                                         labels, baseline))
-            except codecs_mod.CodecError as exc:
+            except CodecError as exc:
                 refused[spec.name] = str(exc)
         stats = {t: feature_stats(env[t]) for t in tensors if isinstance(env[t], torch.Tensor)}
         table_cuts.append(Cut(p, compute[p - 1] if p else "", tensors, raw, tuple(results), stats,
@@ -275,7 +276,7 @@ def _run_all(graph: Graph, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     return env
 
 
-def _measure(spec: codecs_mod.CodecSpec, graph: Graph, upper: Any, env: dict[str, Any],
+def _measure(spec: CodecSpec, graph: Graph, upper: Any, env: dict[str, Any],
              tensors: tuple[str, ...], metric: str, ref: torch.Tensor,
              labels: torch.Tensor | None, baseline: float) -> CodecResult:
     """Encode and decode every crossing tensor sample by sample (batch 1, as sent), then run
@@ -294,9 +295,9 @@ def _measure(spec: codecs_mod.CodecSpec, graph: Graph, upper: Any, env: dict[str
         out = []
         for part in parts:
             t0 = time.perf_counter()
-            frame = codecs_mod.encode(part, spec)
+            frame = encode(part, spec)
             t1 = time.perf_counter()
-            back = codecs_mod.decode(frame)
+            back = decode(frame)
             t2 = time.perf_counter()
             enc_s, dec_s = enc_s + t1 - t0, dec_s + t2 - t1
             raw_bytes += part.numel() * part.element_size()
@@ -335,7 +336,7 @@ def feature_stats(x: torch.Tensor) -> dict[str, Any]:
     samples = [xf[i:i + 1] for i in range(n)] if xf.ndim > 1 else [xf]
     zraw = sum(len(zstandard.ZstdCompressor(level=1).compress(s.numpy().tobytes()))
                for s in samples) / len(samples)
-    zq8 = sum(len(codecs_mod.encode(s, "q8+zstd")) for s in samples) / len(samples)
+    zq8 = sum(len(encode(s, "q8+zstd")) for s in samples) / len(samples)
     g_lo, g_hi = float(xf.min()), float(xf.max())
     codes = torch.round((xf - g_lo) / ((g_hi - g_lo) / 255 if g_hi > g_lo else 1.0))
     counts = torch.bincount(codes.reshape(-1).to(torch.int64).clamp(0, 255), minlength=256)

@@ -15,10 +15,10 @@ import torch.fx as fx
 from torch import nn
 
 from .alloc import keep_freed_memory
-from .graph import Graph
+from ..graph.dag import Graph
 from .host import host_facts
 from .profile import Profile
-from .trace import trace
+from ..graph.trace import trace
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import TiercutError
+from ..errors import TiercutError
 
 DEFAULT_LINKS = [("device-edge", "10mbit,20ms"), ("edge-cloud", "500mbit,5ms"),
                  ("device-cloud", "10mbit,25ms")]
@@ -58,11 +58,11 @@ def simulate_cmd(
                                        "PREFIX-timeline.png"),
 ) -> None:
     """Simulate each --policy on --trace and report latency, misses, energy and switches."""
-    from .adapt.policies import PolicyError, parse_policies
-    from .link.traces import load_trace as read_trace
-    from .sim import report
-    from .sim.run import prepare, read_load_trace, run_policies
-    from .sim.simulator import parse_arrivals, parse_duration
+    from ..adapt.policies import PolicyError, parse_policies
+    from ..link.traces import load_trace as read_trace
+    from ..sim import report
+    from ..sim.run import prepare, read_load_trace, run_policies
+    from ..sim.simulator import parse_arrivals, parse_duration
 
     try:
         names = parse_policies(policy)
@@ -77,7 +77,7 @@ def simulate_cmd(
             raise ValueError("give --scenario S.yaml or --model M")
         from rich.console import Console
 
-        from .planner.flags import scenario_from_flags
+        from .plan_flags import scenario_from_flags
 
         links = [tuple(item.split("=", 1)) for item in link] or DEFAULT_LINKS
         for item in links:

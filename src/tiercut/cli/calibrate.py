@@ -16,10 +16,10 @@ from typing import Optional, Sequence
 import torch
 import typer
 
-from .calibrate import CalibrationError, CodecTable, METRICS, calibrate
-from .errors import TiercutError
+from ..codecs.calibrate import CalibrationError, CodecTable, METRICS, calibrate
+from ..errors import TiercutError
 
-SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
+SENTENCES = Path(__file__).parents[1] / "data" / "sentences.txt"
 
 
 def sentences() -> list[str]:
@@ -28,7 +28,7 @@ def sentences() -> list[str]:
 
 def tokenize(texts: Sequence[str], max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """MiniLM token ids and attention mask (len(texts), max_length), padded and truncated."""
-    from .zoo.minilm import tokenize as minilm_tokenize
+    from ..zoo.minilm import tokenize as minilm_tokenize
 
     try:
         return minilm_tokenize(texts, max_length)
@@ -40,7 +40,7 @@ def load_dataset(spec: str, entry, samples: int | None = None  # noqa: ANN001
                  ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
     """(inputs, labels or None) for zoo ``entry``; CalibrationError names a mismatch."""
     if spec == "digits":
-        from .zoo.digits import digits_data
+        from ..zoo.digits import digits_data
 
         _, _, x, y = digits_data()
         inputs, labels = (x,), y
@@ -115,8 +115,8 @@ def calibrate_cmd(
     """Measure each codec at candidate cuts on held-out data: size, seconds, metric loss."""
     from rich.console import Console
 
-    from .trace import trace
-    from .zoo import resolve
+    from ..graph.trace import trace
+    from ..zoo import resolve
 
     console = Console()
     try:
@@ -153,8 +153,8 @@ def plan_with_table(scenario, codecs_path: Path, max_loss: float,  # noqa: ANN00
                     z: float = 0.0):
     """For ``tiercut plan --codecs codecs.json --max-loss E``: the joint cut and codec. ``z``:
     a codec is admitted when its calibrated loss plus ``z`` standard errors is within E."""
-    from .planner import Constraints
-    from .planner.compress import plan_with_codecs
+    from ..planner import Constraints
+    from ..planner.compress import plan_with_codecs
 
     return plan_with_codecs(scenario, CodecTable.load(codecs_path), max_loss, objective,
                             constraints or Constraints(), method, z=z)

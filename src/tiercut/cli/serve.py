@@ -1,6 +1,6 @@
-"""``tiercut serve | infer | bench``: the runtime's commands (registered in cli.py).
+"""``tiercut serve | infer | bench``: the runtime's commands (registered in main.py).
 
-Also runnable on its own as ``python -m tiercut.cli_runtime serve ...`` (the tests and
+Also runnable on its own as ``python -m tiercut.cli.serve serve ...`` (the tests and
 benchmarks start servers that way).
 """
 from __future__ import annotations
@@ -11,17 +11,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import TiercutError
-
-console = Console()
-
-
-def _fail(message: Any) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(2)
+from ..errors import TiercutError
+from .common import _fail, console
 
 
 def _endpoints(text: str) -> list[list[str]]:
@@ -38,7 +31,7 @@ def _endpoints(text: str) -> list[list[str]]:
 def _client_security(tls_ca: Optional[Path], client_cert: Optional[Path],
                      client_key: Optional[Path], token_file: Optional[Path],
                      server_name: Optional[str] = None):  # noqa: ANN202
-    from .runtime.security import ClientSecurity, SecurityError
+    from ..runtime.security import ClientSecurity, SecurityError
 
     if not any((tls_ca, client_cert, client_key, token_file)):
         return None
@@ -62,7 +55,7 @@ _ENDPOINTS_HELP = ("host:port of each tier after the device, in route order, com
 
 
 def _load_plan(path: Path, input_shape: Optional[str]):  # noqa: ANN202
-    from .runtime.stageplan import StagePlan
+    from ..runtime.stageplan import StagePlan
 
     shape = None
     if input_shape:
@@ -139,9 +132,10 @@ def serve_cmd(
                                        "cores)"),
 ) -> None:
     """Host MODELS and run the stages of plans sent to this tier; SIGTERM drains and exits."""
-    from . import cpucap
-    from .runtime.server import BACKENDS, TierServer, serve_forever
-    from .zoo import resolve
+    from ..measure import cpucap
+    from ..runtime.launch import serve_forever
+    from ..runtime.server import BACKENDS, TierServer
+    from ..zoo import resolve
 
     if cpus is not None:
         try:
@@ -162,8 +156,8 @@ def serve_cmd(
                 raise typer.BadParameter(str(exc)) from None
     import dataclasses
 
-    from . import codecs
-    from .runtime.security import ClientSecurity, SecurityError, ServerSecurity
+    from .. import codecs
+    from ..runtime.security import ClientSecurity, SecurityError, ServerSecurity
 
     try:
         security = ServerSecurity.from_files(tls_cert, tls_key, client_ca, token_file)
@@ -220,7 +214,7 @@ def infer_cmd(
 
     import torch
 
-    from .runtime.stageplan import example_inputs
+    from ..runtime.stageplan import example_inputs
 
     stage_plan = _load_plan(plan, input_shape)
     client = _client(stage_plan, endpoints, codec,
@@ -267,7 +261,7 @@ def bench_cmd(
     server_name: Optional[str] = _SERVER_NAME,
 ) -> None:
     """Send REQUESTS requests with CONCURRENCY in flight; print throughput and latency."""
-    from .runtime.stageplan import example_inputs
+    from ..runtime.stageplan import example_inputs
 
     stage_plan = _load_plan(plan, input_shape)
     client = _client(stage_plan, endpoints, codec,
@@ -286,8 +280,8 @@ def bench_cmd(
 
 def _client(stage_plan: Any, endpoints: str, codec: str, security: Any, **options: Any) -> Any:
     """The SplitClient for `infer` and `bench`; a bad --codec or --endpoints exits with 2."""
-    from . import codecs
-    from .runtime.client import SplitClient
+    from .. import codecs
+    from ..runtime.client import SplitClient
 
     eps = _endpoints(endpoints)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .errors import GraphError
+from ..errors import GraphError
 
 INPUT_OP = "input"
 

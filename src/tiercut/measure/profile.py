@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ProfileError
-from .graph import INPUT_OP, Graph
+from ..errors import ProfileError
+from ..graph.dag import INPUT_OP, Graph
 
 FORMAT = "tiercut-profile/1"
 

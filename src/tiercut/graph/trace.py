@@ -18,8 +18,8 @@ import torch.fx as fx
 from torch import nn
 
 from . import flops as flops_mod
-from .errors import ExampleInputError, TraceError
-from .graph import INPUT_OP, Graph, Node, TensorMeta
+from ..errors import ExampleInputError, TraceError
+from .dag import INPUT_OP, Graph, Node, TensorMeta
 
 _INT_BYTES = 8  # a Python int (a size, an index) crossing a link
 

@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from .errors import TiercutError
-from .link.shaper import ShapingProxy, check_delay, check_rate, parse_address
-from .link.traces import load_trace
+from ..errors import TiercutError
+from ..link.shaper import ShapingProxy, check_delay, check_rate, parse_address
+from ..link.traces import load_trace
 
 
 def _fail(message: str) -> None:

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import torch.fx as fx
 
-from .errors import AssignmentError
-from .graph import INPUT_OP, Graph
+from ..errors import AssignmentError
+from .dag import INPUT_OP, Graph
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..profile import Profile
-from .scenario import DEFAULT_TIERS, Host, Scenario, ScenarioError, load_scenario, parse_link
+from ..measure.profile import Profile
+from ..planner.scenario import (DEFAULT_TIERS, Host, Scenario, ScenarioError, load_scenario,
+                                parse_link)
 
 DEFAULT_SPEEDS = {"device": "x0.1", "edge": "x1", "cloud": "x5"}
 
@@ -34,7 +35,7 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
                         raise ScenarioError(f"--tier {tier}={item}: a speed factor needs --model")
                     if here is None:
                         here = _profile_here(model, console)
-                    from ..predict import scale_profile
+                    from ..measure.predict import scale_profile
 
                     hosts.append(Host(f"{tier}-{item}", tier,
                                       scale_profile(here, _speed(item), f"{tier}-{item}")))
@@ -75,7 +76,7 @@ def _split_pair(key: str, names: set[str]) -> tuple[str, str]:
 
 
 def _profile_here(model: str, console: Any) -> Profile:
-    from ..profiler import ProfileSettings, profile_model
+    from ..measure.profiler import ProfileSettings, profile_model
     from ..zoo import resolve
 
     entry = resolve(model)

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.optimize import nnls
 
-from .errors import ProfileError
+from ..errors import ProfileError
 from .profile import Profile
 
 PREDICTOR_FORMAT = "tiercut-predictor/1"

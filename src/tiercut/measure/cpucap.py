@@ -22,7 +22,7 @@ import os
 import threading
 from pathlib import Path
 
-from .errors import TiercutError
+from ..errors import TiercutError
 
 PERIOD_US = 10_000  # short periods keep a capped stage's latency smooth
 _V2 = Path("/sys/fs/cgroup")

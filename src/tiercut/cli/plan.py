@@ -1,0 +1,184 @@
+"""`tiercut plan`: the placement across tiers from the plan flags (or a scenario file), printed
+as tables or JSON, or a bandwidth sweep's decision table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TiercutError
+from .common import _bytes, _fail, _pairs, console
+
+
+def _number(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{flag} value {text!r} is not a number") from None
+
+
+def _tier_caps(pairs: list[tuple[str, str]]) -> tuple[dict[str, float], dict[str, float]]:
+    """--max-seconds values: seconds ("0.02", "20ms") or a share of the total ("30%")."""
+    from ..planner.scenario import parse_seconds
+
+    seconds, share = {}, {}
+    for tier, value in pairs:
+        if value.endswith("%"):
+            p = _number("--max-seconds", value[:-1])
+            if not 0 <= p <= 100:
+                raise typer.BadParameter(f"--max-seconds {tier}={value}: a share is 0..100%")
+            share[tier] = p / 100
+        else:
+            try:
+                seconds[tier] = float(value)
+            except ValueError:
+                try:
+                    seconds[tier] = parse_seconds(value)
+                except TiercutError:
+                    raise typer.BadParameter(f"--max-seconds {tier}={value}: give seconds "
+                                             "(0.02, 20ms) or a share (30%)") from None
+            if not seconds[tier] >= 0:
+                raise typer.BadParameter(f"--max-seconds {tier}={value}: must be >= 0")
+    return seconds, share
+
+
+def plan_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="profile this model here and "
+                                        "derive hosts by speed factor (device=x0.1 edge=x1 "
+                                        "cloud=x5 unless --tier says otherwise)"),
+    tier: list[str] = typer.Option([], "--tier", help="TIER=P1[,P2...]: candidate hosts, each a "
+                                   "profile JSON or (with --model) xSPEED"),
+    link: list[str] = typer.Option([], "--link", help="A-B=RATE[,DELAY], A and B tiers or hosts"),
+    scenario_file: Optional[Path] = typer.Option(None, "--scenario", help="YAML or TOML scenario"),
+    objective: str = typer.Option("latency", "--objective",
+                                  help="latency, throughput (slowest stage) or energy"),
+    pin: list[str] = typer.Option([], "--pin", help="NODE=TIER"),
+    forbid: list[str] = typer.Option([], "--forbid", help="NODE=TIER"),
+    use_tier: list[str] = typer.Option([], "--use-tier"),
+    skip_tier: list[str] = typer.Option([], "--skip-tier"),
+    max_bytes: list[str] = typer.Option([], "--max-bytes", help="TIER_A-TIER_B=BYTES"),
+    max_seconds: list[str] = typer.Option([], "--max-seconds", help="TIER=SECONDS (e.g. "
+                                          "edge=0.02 or edge=20ms), or TIER=P% of the total"),
+    only_host: list[str] = typer.Option([], "--only-host", help="use only these hosts"),
+    never_host: list[str] = typer.Option([], "--never-host", help="never use this host"),
+    no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
+    input_bytes: Optional[int] = typer.Option(None, "--input-bytes", min=0,
+                                              help="the model input's size, if not the profile's"),
+    method: str = typer.Option("auto", "--method", help="auto, chain, mincut, milp or brute"),
+    codecs_path: Optional[Path] = typer.Option(None, "--codecs", help="a tiercut-codecs/1 table "
+                                               "(tiercut calibrate): choose cut and codec "
+                                               "together"),
+    max_loss: float = typer.Option(0.01, "--max-loss", help="with --codecs: the largest "
+                                   "metric loss allowed (top-1 drop, or 1 - cosine)"),
+    loss_margin: float = typer.Option(1.645, "--loss-margin", min=0.0, help="with --codecs: "
+                                      "admit a codec when its calibrated loss plus this many "
+                                      "standard errors is within --max-loss (1.645: one-sided "
+                                      "95%; 0 trusts the calibration's mean)"),
+    as_json: bool = typer.Option(False, "--json"),
+    sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
+                                        "0.1mbit..1gbit: print the decision table's breakpoints"),
+    plot: Path = typer.Option(Path("sweep.png"), "--plot", help="PNG for --sweep-bandwidth"),
+) -> None:
+    """Choose the placement across tiers that minimises latency (or throughput, or device energy)."""
+    import json as _json
+
+    from ..planner import Constraints, baseline, plan
+    from .plan_flags import scenario_from_flags
+
+    try:
+        scenario = scenario_from_flags(model, tier, _pairs(link, "--link"),
+                                       scenario_file, not no_return, console, input_bytes)
+        seconds, share = _tier_caps(_pairs(max_seconds, "--max-seconds"))
+        constraints = Constraints(
+            pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
+            use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
+            max_bytes={k: _number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")},
+            max_seconds=seconds, max_share=share, only_hosts=tuple(only_host),
+            never_hosts=tuple(never_host))
+        if sweep:
+            _sweep(scenario, constraints, sweep, plot)
+            return
+        joint = None
+        if codecs_path is not None:
+            from .calibrate import plan_with_table
+            joint = plan_with_table(scenario, codecs_path, max_loss, objective, constraints,
+                                    method, z=loss_margin)
+            result = joint.plan
+        else:
+            result = plan(scenario, objective, constraints, method)
+        device = baseline(scenario, scenario.tiers[0])
+        top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
+    except TiercutError as exc:
+        _fail(exc)
+    if as_json:
+        data = joint.to_dict() if joint is not None else result.to_dict()
+        data["baselines"] = {f"all-{scenario.tiers[0]}": device.total_s,
+                             **({f"all-{scenario.tiers[-1]}": top.total_s} if top else {})}
+        print(_json.dumps(data, indent=1))
+        return
+    _print_plan(result, device, top)
+
+
+def _sweep(scenario, constraints, text: str, path: Path) -> None:  # noqa: ANN001
+    import numpy as np
+
+    from ..planner import baseline
+    from ..planner.scenario import parse_rate
+    from ..planner.table import build_table, plan_cost, with_device_bandwidth
+    from ..measure.plot import plot_sweep
+
+    low, sep, high = text.partition("..")
+    if not sep:
+        raise typer.BadParameter(f"--sweep-bandwidth {text!r} must look like 0.1mbit..1gbit")
+    low_bps, high_bps = parse_rate(low), parse_rate(high)
+    table = build_table(scenario, constraints, low_bps, high_bps)
+    rows = Table("from Mbit/s", "plan: nodes per tier", "hops", title="decision table")
+    starts = [low_bps, *table.breakpoints]
+    for start, index in zip(starts, table.segments):
+        p = table.entries[index].plan
+        counts = {t: 0 for t in scenario.tiers}
+        for t in p.assignment.values():
+            counts[t] += 1
+        rows.add_row(f"{start / 1e6:.4g}", " ".join(f"{t}:{n}" for t, n in counts.items()),
+                     " ".join(f"{h.src}->{h.dst}:{_bytes(h.bytes)}" for h in p.hops) or "-")
+    console.print(rows)
+    grid = np.geomspace(low_bps, high_bps, 200)
+    best = [plan_cost(with_device_bandwidth(scenario, b), table.best(b)) for b in grid]
+    bases = {}
+    for tier in (scenario.tiers[0], scenario.tiers[-1]):
+        base = baseline(scenario, tier)
+        bases[base.method] = [plan_cost(with_device_bandwidth(scenario, b), base) for b in grid]
+    plot_sweep(grid, best, bases, table.breakpoints,
+               f"{scenario.hosts[0].profile.model}: {len(table.entries)} plans, "
+               f"{len(table.breakpoints)} breakpoints", path)
+    console.print(f"plot -> {path}")
+
+
+def _print_plan(result, device, top) -> None:  # noqa: ANN001
+    by_tier: dict[str, list[str]] = {}
+    for node, t in result.assignment.items():
+        by_tier.setdefault(t, []).append(node)
+    table = Table("tier", "host", "nodes", "first .. last", "compute ms",
+                  title=f"{result.model}: {result.objective} plan by {result.method}")
+    for t, host in result.hosts.items():
+        nodes = by_tier.get(t, [])
+        span = f"{nodes[0]} .. {nodes[-1]}" if nodes else "-"
+        table.add_row(t, host or "-", str(len(nodes)), span,
+                      f"{result.tier_seconds.get(t, 0.0) * 1e3:.2f}")
+    console.print(table)
+    hops = Table("hop", "tensors", "bytes", "ms (transfer + latency)")
+    for h in result.hops:
+        names = ", ".join(h.tensors[:4]) + (f" +{len(h.tensors) - 4}" if len(h.tensors) > 4 else "")
+        hops.add_row(f"{h.src}->{h.dst}", names, f"{_bytes(h.bytes)} {h.codec}",
+                     f"{h.seconds * 1e3:.2f}")
+    if result.hops:
+        console.print(hops)
+    console.print(f"return of the outputs: {result.return_s * 1e3:.2f} ms")
+    if result.objective == "throughput":
+        rate = f"{1 / result.value:.1f} requests/s" if result.value else "unbounded"
+        console.print(f"[bold]slowest stage {result.value * 1e3:.2f} ms: {rate}[/bold]")
+    console.print(f"[bold]predicted total {result.total_s * 1e3:.2f} ms[/bold]   baselines: "
+                  f"{device.method} {device.total_s * 1e3:.2f} ms"
+                  + (f", {top.method} {top.total_s * 1e3:.2f} ms" if top else ""))
