@@ -371,7 +371,7 @@ def test_bad_header_fields_are_named():
     cases = [
         (dict(magic=b"PK\x03\x04"), "magic"), (dict(version=2), "version"),
         (dict(dtype=0), "dtype code is 0"), (dict(dtype=11), "dtype code is 11"),
-        (dict(kind=4), "codec kind is 4"), (dict(entropy=3), "entropy code is 3"),
+        (dict(kind=8), "codec kind is 8"), (dict(entropy=3), "entropy code is 3"),
         (dict(bits=9), "bits is 9"), (dict(bits=1), "bits is 1"), (dict(flags=3), "flags"),
         (dict(reserved=1), "reserved"), (dict(n_scales=2), "scale count is 2"),
         (dict(n_scales=2**32 - 1), "scale count"), (dict(payload_len=2**64 - 1), "payload length"),

@@ -20,7 +20,8 @@ from .entropy import _compress, _decompress
 from .frame import (_DTYPE_CODE, _DTYPES, _ENTROPY_CODE, _FLAG_PER_CHANNEL, _HEADER, _KIND_CODE,
                     _MAGIC, _VERSION, DEFAULT_LIMITS, Limits, _Header, _header, _view)
 from .quant import _channels, _check_range, _minmax, _pack, _quantize, _step, _unpack
-from .spec import CodecError, CodecSpec, _bad, parse_codec
+from . import image
+from .spec import FILE_KINDS, PIXEL_KINDS, CodecError, CodecSpec, _bad, parse_codec
 
 # Per output dtype: (relative, absolute) rounding of the final cast, used by the quant bound.
 _OUT_ROUNDING = {torch.float32: (0.0, 2.0**-126), torch.float64: (0.0, 2.0**-126),
@@ -34,7 +35,9 @@ def encode(tensor: torch.Tensor, codec: str | CodecSpec = "raw") -> bytes:
     x = _prepare(tensor)
     kind, bits, per_channel = _effective(spec, x)
     scales = b""
-    if kind == "raw":
+    if kind in PIXEL_KINDS:
+        scales, payload = _encode_pixels(kind, bits, spec.value_range, x)
+    elif kind == "raw":
         payload = _as_bytes(x)
     elif kind in ("fp16", "bf16"):
         _check_range(x, kind)
@@ -52,6 +55,32 @@ def encode(tensor: torch.Tensor, codec: str | CodecSpec = "raw") -> bytes:
     return b"".join((header, struct.pack(f"<{x.ndim}Q", *x.shape), scales, payload))
 
 
+def _encode_pixels(kind: str, quality: int, value_range: tuple[float, float],
+                   x: torch.Tensor) -> tuple[bytes, bytes | np.ndarray]:
+    """The range as one float32 (lo, hi) pair (none for uint8 pixels), and u8 codes or files."""
+    scales, lo, hi = _pixel_range(kind, value_range, x)
+    pixels = image.to_pixels(x, kind, lo, hi)
+    if kind == "u8":
+        return scales, pixels.reshape(-1)
+    return scales, image.encode_files(kind, quality, pixels)
+
+
+def _pixel_range(kind: str, value_range: tuple[float, float], x: torch.Tensor
+                 ) -> tuple[bytes, float, float]:
+    """The frame's scale pair and the range as float32: encoder and decoder both map values
+    with the float32 range, so they agree. Image files: the shape is checked first."""
+    if kind in FILE_KINDS:
+        image.check_shape(kind, tuple(x.shape))
+    if x.dtype == torch.uint8:
+        return b"", 0.0, 255.0
+    scales = struct.pack("<2f", *value_range)
+    lo, hi = struct.unpack("<2f", scales)
+    if not lo < hi:  # distinct doubles can round to one float32
+        raise CodecError(f"{kind} value range {value_range[0]!r}:{value_range[1]!r} is empty "
+                         f"in float32; accepted LO < HI as float32")
+    return scales, lo, hi
+
+
 def _prepare(tensor: torch.Tensor) -> torch.Tensor:
     if not isinstance(tensor, torch.Tensor):
         raise CodecError(f"encode takes a torch.Tensor, got {type(tensor).__name__}")
@@ -66,11 +95,15 @@ def _prepare(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _effective(spec: CodecSpec, x: torch.Tensor) -> tuple[str, int, bool]:
-    """What is actually done: lossy codecs on integer, bool or empty tensors, and fp16/bf16 on
-    a 16-bit float tensor (nothing to save), are raw (the entropy stage still applies)."""
-    if (spec.kind == "raw" or not x.is_floating_point() or x.numel() == 0
+    """What is actually done: lossy codecs on integer, bool or empty tensors (but for image
+    files of uint8 pixels), and fp16/bf16 on a 16-bit float tensor (nothing to save), are raw
+    (the entropy stage still applies). For pixel kinds the bits field holds the quality."""
+    pixels = x.dtype == torch.uint8 and spec.kind in FILE_KINDS  # a camera's frame, as it is
+    if (spec.kind == "raw" or not (x.is_floating_point() or pixels) or x.numel() == 0
             or (spec.kind in ("fp16", "bf16") and x.itemsize == 2)):
         return "raw", 0, False
+    if spec.kind in PIXEL_KINDS:
+        return spec.kind, spec.quality, False
     return spec.kind, spec.bits, spec.per_channel and x.ndim >= 1
 
 
@@ -104,10 +137,25 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMIT
     try:
         if h.entropy is not None and h.raw_size:
             data = _decompress(h.entropy, data, h.raw_size)
+        if h.kind in PIXEL_KINDS:
+            return _build_pixels(h, data, lo, hi)
         return _build(h, data, lo, hi)
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as RuntimeError
         raise CodecError(f"codec frame: decoding {h.numel} x {h.dtype} failed for want of memory "
                          f"({exc}); lower Limits.max_elements to refuse such frames") from None
+
+
+def _build_pixels(h: _Header, data: bytes | memoryview, lo: torch.Tensor | None,
+                  hi: torch.Tensor | None) -> torch.Tensor:
+    if lo is not None and not float(lo[0]) < float(hi[0]):
+        raise _bad("scales", (float(lo[0]), float(hi[0])), f"{h.kind}'s range has min < max")
+    if h.kind == "u8":
+        codes = np.frombuffer(data, np.uint8, count=h.numel).reshape(h.shape)
+    else:
+        codes = image.decode_files(h.kind, memoryview(data), h.shape)
+    if lo is None:
+        return image.from_pixels(codes, h.dtype, 0.0, 255.0)
+    return image.from_pixels(codes, h.dtype, float(lo[0]), float(hi[0]))
 
 
 def _build(h: _Header, data: bytes | memoryview, lo: torch.Tensor | None,
@@ -151,6 +199,10 @@ def max_error(spec: CodecSpec | str, tensor: torch.Tensor) -> float:
     kind, bits, per_channel = _effective(spec, x)
     if kind == "raw":
         return 0.0
+    if kind in PIXEL_KINDS:
+        _, lo, hi = _pixel_range(kind, spec.value_range, x)
+        image.to_pixels(x, kind, lo, hi)  # raises where encode would: values out of range
+        return image.pixel_bound(kind, x.dtype, lo, hi, *_OUT_ROUNDING.get(x.dtype, (0, 0)))
     if kind in ("fp16", "bf16"):
         _check_range(x, kind)
         finite = x[torch.isfinite(x)]

@@ -12,7 +12,8 @@ import torch
 
 from .entropy import _LZ4_MAX
 from .quant import _channels
-from .spec import _ENTROPIES, _KINDS, CodecError, _bad
+from .spec import (_ENTROPIES, _KINDS, CHANNELS, FILE_KINDS, PIXEL_KINDS, CodecError,
+                   _bad)
 
 # magic, version, dtype, kind, bits, flags, entropy, ndim, reserved, n_scales, payload_len;
 # then ndim uint64 dims, n_scales float32 (min, max) pairs, payload. Little-endian.
@@ -83,11 +84,13 @@ def _header(mv: memoryview, limits: Limits) -> _Header:
     dtype = _DTYPES[dtype_code][0]
     kind, entropy = _KINDS[kind_code], _ENTROPIES[entropy_code]
     per_channel = bool(flags & _FLAG_PER_CHANNEL)
-    if kind == "quant" and not 2 <= bits <= 8:
+    if kind in PIXEL_KINDS:
+        _pixel_fields(kind, dtype, bits, per_channel, entropy)
+    elif kind == "quant" and not 2 <= bits <= 8:
         raise _bad("bits", bits, "quant codes have 2..8 bits")
-    if kind != "quant" and (bits or per_channel):
+    elif kind != "quant" and (bits or per_channel):
         raise _bad("bits/per-channel", (bits, per_channel), f"codec {kind} takes neither")
-    if kind != "raw" and (not dtype.is_floating_point or kind != "quant" and dtype.itemsize == 2):
+    elif kind != "raw" and (not dtype.is_floating_point or kind != "quant" and dtype.itemsize == 2):
         raise _bad("codec kind", kind, f"not applied to {dtype} (the encoder writes raw)")
     if ndim > limits.max_ndim:
         raise _bad("ndim", ndim, f"accepted at most Limits.max_ndim = {limits.max_ndim}")
@@ -103,9 +106,14 @@ def _header(mv: memoryview, limits: Limits) -> _Header:
     if numel > limits.max_elements:
         raise _bad("number of elements", numel,
                    f"shape {shape}; accepted at most Limits.max_elements = {limits.max_elements}")
-    if kind == "quant" and (numel == 0 or (per_channel and ndim == 0)):
+    if kind == "quant" and (numel == 0 or (per_channel and ndim == 0)) \
+            or kind in PIXEL_KINDS and numel == 0:
         raise _bad("codec kind", kind, f"not applied to shape {shape} (the encoder writes raw)")
+    if kind in FILE_KINDS and (ndim != 4 or shape[1] not in CHANNELS[kind]):
+        raise _bad("shape", shape, f"{kind} holds (N, C, H, W) images with C in {CHANNELS[kind]}")
     want_scales = (_channels(shape)[1] if per_channel else 1) if kind == "quant" else 0
+    if kind in PIXEL_KINDS:  # the value range (lo, hi) of a float image; none for uint8 pixels
+        want_scales = int(dtype.is_floating_point)
     if n_scales != want_scales:
         raise _bad("scale count", n_scales, f"{kind}{' per channel' if per_channel else ''} "
                                             f"of shape {shape} has {want_scales}")
@@ -113,8 +121,10 @@ def _header(mv: memoryview, limits: Limits) -> _Header:
         raise _bad("payload length", payload_len, f"the frame holds "
                    f"{total - scales_at - 8 * n_scales} bytes after the header and scales")
     raw_size = {"raw": numel * dtype.itemsize, "fp16": numel * 2, "bf16": numel * 2,
-                "quant": (numel * bits + 7) // 8}[kind]
-    if (entropy is None or raw_size == 0) and payload_len != raw_size:
+                "quant": (numel * bits + 7) // 8}.get(kind, numel)  # pixel kinds: 1 byte each
+    if kind in FILE_KINDS:  # files of their own length: image.decode_files checks them
+        pass
+    elif (entropy is None or raw_size == 0) and payload_len != raw_size:
         raise _bad("payload length", payload_len, f"{kind} of {numel} x {dtype} takes {raw_size}")
     if entropy is not None and raw_size and not payload_len:
         raise _bad("payload length", payload_len, f"a {entropy} payload is never empty")
@@ -122,6 +132,20 @@ def _header(mv: memoryview, limits: Limits) -> _Header:
         raise _bad("payload size", raw_size, f"an lz4 block holds at most {_LZ4_MAX} bytes")
     return _Header(dtype, kind, bits, per_channel, entropy, shape, numel, n_scales, scales_at,
                    raw_size)
+
+
+def _pixel_fields(kind: str, dtype: torch.dtype, bits: int, per_channel: bool,
+                  entropy: str | None) -> None:
+    """u8 of float tensors; jpeg, webp and png of float or uint8 ones, quality in bits."""
+    if kind == "u8" and not dtype.is_floating_point or kind in FILE_KINDS and not (
+            dtype.is_floating_point or dtype == torch.uint8):
+        raise _bad("codec kind", kind, f"not applied to {dtype} (the encoder writes raw)")
+    if per_channel or (bits != 0 if kind in ("u8", "png") else not 1 <= bits <= 100):
+        raise _bad("bits/per-channel", (bits, per_channel),
+                   f"{kind} takes {'a quality 1..100' if kind in ('jpeg', 'webp') else 'no bits'}"
+                   " and no per-channel flag")
+    if kind in FILE_KINDS and entropy is not None:
+        raise _bad("entropy code", entropy, f"{kind} is an image file: it takes none")
 
 
 def _view(frame: bytes | bytearray | memoryview) -> memoryview:

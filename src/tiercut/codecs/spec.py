@@ -1,9 +1,10 @@
 """What a user names: ``CodecError``, a codec name parsed into a ``CodecSpec``, and the names
-``CODECS`` lists as examples. The frame's kind and entropy codes are indexes into ``_KINDS``
-and ``_ENTROPIES`` here.
+``CODECS`` (any tensor) and ``IMAGE_CODECS`` (the model's input as a device has it) list as
+examples. The frame's kind and entropy codes are indexes into ``_KINDS`` and ``_ENTROPIES``.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,8 +16,15 @@ class CodecError(TiercutError, ValueError):
 
 
 _FORMS = ("raw, fp16, bf16, q2..q8 (min-max quantization per tensor), q2-channel..q8-channel "
-          "(per channel along dim 1), each optionally followed by +zstd or +lz4")
-_KINDS = ("raw", "fp16", "bf16", "quant")
+          "(per channel along dim 1), u8 (8-bit pixels of the range 0..1), each optionally "
+          "followed by +zstd or +lz4; or jpeg1..jpeg100, webp1..webp100 (quality) or png, image "
+          "files of (N, C, H, W) tensors; u8, jpeg, webp and png take another range of values as "
+          "@LO:HI, e.g. u8@0:255 or jpeg90@-1:1")
+# the frame's kind codes, in this order: never reorder, only append
+_KINDS = ("raw", "fp16", "bf16", "quant", "u8", "jpeg", "webp", "png")
+PIXEL_KINDS = frozenset({"u8", "jpeg", "webp", "png"})  # values on a fixed range as 0..255
+FILE_KINDS = frozenset({"jpeg", "webp", "png"})  # image files: no entropy stage
+CHANNELS = {"jpeg": (1, 3), "webp": (1, 3), "png": (1, 3, 4)}  # C of the (N, C, H, W) accepted
 _ENTROPIES = (None, "zstd", "lz4")
 
 
@@ -28,6 +36,8 @@ class CodecSpec:
     bits: int = 0               # 2..8 for "quant", 0 otherwise
     per_channel: bool = False   # quant only: one min/max pair per channel (dim 1, dim 0 if 1-D)
     entropy: str | None = None  # None | "zstd" | "lz4"
+    quality: int = 0            # jpeg and webp: 1..100; 0 otherwise
+    value_range: tuple[float, float] | None = None  # pixel kinds: (lo, hi), default (0, 1)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -41,12 +51,39 @@ class CodecSpec:
                              f"(got bits={self.bits!r}, per_channel={self.per_channel!r})")
         if self.entropy not in _ENTROPIES:
             raise CodecError(f"codec entropy {self.entropy!r}: accepted None, 'zstd', 'lz4'")
+        self._check_pixels()
+
+    def _check_pixels(self) -> None:
+        q = self.quality
+        if self.kind in ("jpeg", "webp"):
+            if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
+                raise CodecError(f"{self.kind} quality {q!r}: accepted 1..100")
+        elif q != 0:
+            raise CodecError(f"codec {self.kind!r} takes no quality (got {q!r})")
+        if self.kind in FILE_KINDS and self.entropy is not None:
+            raise CodecError(f"{self.kind} is an image file, already compressed: it takes no "
+                             f"+{self.entropy} (u8 does)")
+        if self.kind not in PIXEL_KINDS:
+            if self.value_range is not None:
+                raise CodecError(f"codec {self.kind!r} takes no value range (u8, jpeg, webp "
+                                 f"and png do), got {self.value_range!r}")
+            return
+        try:
+            lo, hi = (float(v) for v in (self.value_range or (0.0, 1.0)))
+        except (TypeError, ValueError):
+            raise CodecError(f"{self.kind} value range {self.value_range!r}: accepted a pair "
+                             "(LO, HI) of numbers") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise CodecError(f"{self.kind} value range {lo!r}:{hi!r}: accepted finite LO < HI")
+        object.__setattr__(self, "value_range", (lo, hi))
 
     @property
     def name(self) -> str:
-        base = self.kind
+        base = self.kind + (str(self.quality) if self.quality else "")
         if self.kind == "quant":
             base = f"q{self.bits}{'-channel' if self.per_channel else ''}"
+        if self.value_range not in (None, (0.0, 1.0)):
+            base += "@" + ":".join(map(_number, self.value_range))
         return base + (f"+{self.entropy}" if self.entropy else "")
 
     @property
@@ -54,7 +91,15 @@ class CodecSpec:
         return self.kind == "raw"
 
 
-_NAME = re.compile(r"(raw|fp16|bf16|q([2-8])(-channel)?)(?:\+(zstd|lz4))?")
+def _number(v: float) -> str:
+    """The shortest text that reads back as v: 0, 255, -1.5, 0.1."""
+    text = f"{v:g}"
+    return text if float(text) == v else repr(v)
+
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
+_NAME = re.compile(rf"(raw|fp16|bf16|q([2-8])(-channel)?|u8|(jpeg|webp)(\d{{1,3}})|png)"
+                   rf"(?:@({_NUM}):({_NUM}))?(?:\+(zstd|lz4))?")
 
 
 def parse_codec(name: str) -> CodecSpec:
@@ -70,11 +115,18 @@ def _parse(name: str) -> CodecSpec:
     m = _NAME.fullmatch(name.strip().lower())
     if m is None:
         raise CodecError(f"unknown codec {name!r}; accepted: {_FORMS} "
-                         f"(for example {', '.join(CODECS)})")
-    base, bits, channel, entropy = m.groups()
-    if bits is None:
-        return CodecSpec(base, entropy=entropy)
-    return CodecSpec("quant", int(bits), channel is not None, entropy)
+                         f"(for example {', '.join(CODECS + IMAGE_CODECS)})")
+    base, bits, channel, image, quality, lo, hi, entropy = m.groups()
+    if bits is not None:
+        kind = "quant"
+    else:
+        kind = image or base
+    value_range = (float(lo), float(hi)) if lo is not None else None
+    if value_range is not None and kind not in PIXEL_KINDS:
+        raise CodecError(f"codec {name!r}: only u8, jpeg, webp and png take a value range "
+                         f"@LO:HI; accepted: {_FORMS}")
+    return CodecSpec(kind, int(bits or 0), channel is not None, entropy,
+                     int(quality or 0), value_range)
 
 
 CODECS: tuple[str, ...] = (
@@ -82,6 +134,8 @@ CODECS: tuple[str, ...] = (
     "q8", "q8+zstd", "q8-channel", "q8-channel+lz4", "q6", "q4", "q4+zstd", "q4-channel", "q3",
     "q2", "q2+lz4",
 )
+# the model's input as a device has it: (N, C, H, W) images of values in 0..1 (or 8-bit pixels)
+IMAGE_CODECS: tuple[str, ...] = ("u8", "u8+zstd", "u8@0:255", "jpeg75", "jpeg90", "webp80", "png")
 
 
 def _bad(field: str, value: object, accepted: str) -> CodecError:
