@@ -63,6 +63,10 @@ def plan_cmd(
                                           "edge=0.02 or edge=20ms), or TIER=P% of the total"),
     only_host: list[str] = typer.Option([], "--only-host", help="use only these hosts"),
     never_host: list[str] = typer.Option([], "--never-host", help="never use this host"),
+    private_input: Optional[str] = typer.Option(None, "--private-input", help="N or NODE: the "
+                                                "input never leaves the device; it and the "
+                                                "first N nodes (or NODE and its ancestors) "
+                                                "run there"),
     no_return: bool = typer.Option(False, "--no-return", help="do not count the outputs' trip back"),
     input_bytes: Optional[int] = typer.Option(None, "--input-bytes", min=0,
                                               help="the model input's size, if not the profile's"),
@@ -85,6 +89,7 @@ def plan_cmd(
     import json as _json
 
     from ..planner import Constraints, baseline, plan
+    from ..planner.privacy import parse_private
     from .plan_flags import scenario_from_flags
 
     try:
@@ -96,7 +101,8 @@ def plan_cmd(
             use_tiers=tuple(use_tier), skip_tiers=tuple(skip_tier),
             max_bytes={k: _number("--max-bytes", v) for k, v in _pairs(max_bytes, "--max-bytes")},
             max_seconds=seconds, max_share=share, only_hosts=tuple(only_host),
-            never_hosts=tuple(never_host))
+            never_hosts=tuple(never_host),
+            private_input=None if private_input is None else parse_private(private_input))
         if sweep:
             _sweep(scenario, constraints, sweep, plot)
             return
@@ -168,13 +174,19 @@ def _print_plan(result, device, top) -> None:  # noqa: ANN001
         table.add_row(t, host or "-", str(len(nodes)), span,
                       f"{result.tier_seconds.get(t, 0.0) * 1e3:.2f}")
     console.print(table)
-    hops = Table("hop", "tensors", "bytes", "ms (transfer + latency)")
+    hops = Table("hop", "tensors that cross", "bytes", "ms (transfer + latency)")
     for h in result.hops:
-        names = ", ".join(h.tensors[:4]) + (f" +{len(h.tensors) - 4}" if len(h.tensors) > 4 else "")
+        sized = [f"{n} {_bytes(b)}" for n, b in zip(h.tensors, h.tensor_bytes)] or list(h.tensors)
+        names = ", ".join(sized[:4]) + (f" +{len(sized) - 4}" if len(sized) > 4 else "")
         hops.add_row(f"{h.src}->{h.dst}", names, f"{_bytes(h.bytes)} {h.codec}",
                      f"{h.seconds * 1e3:.2f}")
     if result.hops:
         console.print(hops)
+    if result.private:
+        p = result.private
+        span = p[0] if len(p) == 1 else f"{p[0]} .. {p[-1]}"
+        console.print(f"private input: the input and {span} ({len(p)} node"
+                      f"{'s' * (len(p) > 1)}) never leave the {next(iter(result.hosts))}")
     console.print(f"return of the outputs: {result.return_s * 1e3:.2f} ms")
     if result.objective == "throughput":
         rate = f"{1 / result.value:.1f} requests/s" if result.value else "unbounded"

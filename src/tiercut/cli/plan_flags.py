@@ -18,6 +18,7 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
         base = load_scenario(scenario_file)
         hosts, tiers, link_map = list(base.hosts), base.tiers, dict(base.links)
         codecs, input_bytes = base.codecs, input_bytes if input_bytes is not None else base.input_bytes
+        private = base.private_input
     else:
         specs = [_tier_flag(f) for f in tier_flags]
         if not specs:
@@ -45,11 +46,12 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
                     if any(h.name == name for h in hosts):
                         name = f"{tier}:{name}"
                     hosts.append(Host(name, tier, profile))
-        link_map, codecs = {}, {}
+        link_map, codecs, private = {}, {}, None
     names = set(tiers) | {h.name for h in hosts}
     for key, value in links:
         link_map[_split_pair(key, names)] = parse_link(value)
-    return Scenario(tuple(tiers), tuple(hosts), link_map, return_outputs, codecs, input_bytes)
+    return Scenario(tuple(tiers), tuple(hosts), link_map, return_outputs, codecs, input_bytes,
+                    private)
 
 
 def _tier_flag(flag: str) -> tuple[str, list[str]]:

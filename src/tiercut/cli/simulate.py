@@ -51,6 +51,10 @@ def simulate_cmd(
                                       "the device's run of a remote plan once the answer is "
                                       "this fraction of the plan's predicted latency late (0: "
                                       "at once; more: less device energy)"),
+    private_input: Optional[str] = typer.Option(None, "--private-input", help="N or NODE: "
+                                                "every plan keeps the input, and the first N "
+                                                "nodes (or NODE and its ancestors), on the "
+                                                "device"),
     seed: int = typer.Option(0, "--seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the results as CSV"),
@@ -59,6 +63,8 @@ def simulate_cmd(
 ) -> None:
     """Simulate each --policy on --trace and report latency, misses, energy and switches."""
     from ..adapt.policies import PolicyError, parse_policies
+    from ..planner import Constraints
+    from ..planner.privacy import parse_private
     from ..link.traces import load_trace as read_trace
     from ..sim import report
     from ..sim.run import prepare, read_load_trace, run_policies
@@ -87,7 +93,9 @@ def simulate_cmd(
                                  Console(stderr=True))
         setup = prepare(sc, bw, load, load_tier if load is not None or "loadaware" in names
                         else None, fps=fps, V=v, names=names, probe_every_s=probe_every,
-                        window=window, hedge_window_s=hedge_window, hedge_after=hedge_after)
+                        window=window, hedge_window_s=hedge_window, hedge_after=hedge_after,
+                        constraints=Constraints(private_input=None if private_input is None
+                                                else parse_private(private_input)))
         results = run_policies(setup, names, arr, seconds, seed, deadline_s)
     except (TiercutError, ValueError, PolicyError, OSError) as exc:
         _fail(str(exc))

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from .privacy import Spec, check_private, private_indices
 from .problem import INF, Problem, Route, Side
 from .scenario import Host, Scenario, ScenarioError
 
@@ -27,9 +28,15 @@ class Constraints:
     max_bytes: dict[str, float] = field(default_factory=dict)  # "a-b" (tiers) -> bytes per request
     max_seconds: dict[str, float] = field(default_factory=dict)  # tier -> compute seconds
     max_share: dict[str, float] = field(default_factory=dict)  # tier -> fraction of the total
+    # the model input never crosses a hop: it, its readers and the first N nodes (or a named
+    # node), with their ancestors, are pinned to the device (see privacy.py); None: the
+    # scenario's own private_input, if any
+    private_input: Spec | None = None
 
     def check_names(self, scenario: Scenario, node_names: set[str]) -> None:
         hosts = [h.name for h in scenario.hosts]
+        if self.private_input is not None:
+            check_private(self.private_input, [n.name for n in scenario.hosts[0].profile.nodes])
         for node in [*self.pin, *(n for n, _ in self.forbid)]:
             if node not in node_names:
                 sample = sorted(node_names)[:8]
@@ -128,13 +135,17 @@ def build(scenario: Scenario, route: Route, objective: str = "latency",
         columns[label][:first] = [INF] * first
     tiers = [scenario.tiers[t] for t in route.tiers]
     index = {name: i for i, name in enumerate(g.names)}
-    for node, tier in constraints.pin.items():
+    device_tier = scenario.tiers[0]
+    private = private_indices(constraints.private_input, g.names, g.preds, first)
+    for node, tier in [*constraints.pin.items(), *((g.names[v], device_tier) for v in private)]:
         for label in range(m):
             if tiers[label] != tier:
                 columns[label][index[node]] = INF
     for node, tier in constraints.forbid:
         if tier in tiers:
             columns[tiers.index(tier)][index[node]] = INF
+    if device_tier in constraints.skip_tiers:  # the input starts there, but no node may run there
+        columns[0][first:] = [INF] * (len(g.names) - first)
     constant = sum(hop_w[i] * fwd[i - 1].latency_s for i in range(1, m)) * (not energy)
     if scenario.return_outputs and not energy:
         constant += sum(link.latency_s for link in back)

@@ -22,7 +22,8 @@ exact optimum; tests/test_calibrate.py checks it against brute force over every 
 labelling and codec. With two tiers the pinned problem has a single labelling; with three, the
 nodes above the cut are still placed optimally between edge and cloud. For a chain, "the device
 runs the first p nodes" is the same as "the calibrated tensor is the one crossing", so there the
-rule is per crossing tensor. Ties go to the lossless plan.
+rule is per crossing tensor. Ties go to the lossless plan. With a private input, a cut below
+the private prefix is not admissible (the prefix stays on the device whatever the codec).
 """
 from __future__ import annotations
 
@@ -93,6 +94,8 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
                if f.name not in ("pin", "forbid")})
         if any(constraints.pin.get(v, device) != device for v in names[:cut.position]):
             continue  # the user pinned a node below the cut elsewhere
+        if not set(lossless.private) <= set(names[:cut.position]):
+            continue  # a private node above the cut would leave the device
         candidate = best_plan(_offer(scenario, offered), objective, pinned, method, min_hops=1)
         if candidate is not None and candidate.value < best.plan.value:
             first = candidate.hops[0].codec

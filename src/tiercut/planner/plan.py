@@ -19,6 +19,7 @@ class Hop:
     bytes: int  # raw bytes of the tensors
     seconds: float  # encode, transfer, decode, plus one-way latency
     codec: str = "raw"
+    tensor_bytes: tuple[int, ...] = ()  # raw bytes of each tensor, in the order of ``tensors``
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Plan:
     tier_seconds: dict[str, float]  # compute seconds per visited tier
     hops: tuple[Hop, ...]
     return_s: float  # the outputs' trip back to the device (0 when not counted)
+    private: tuple[str, ...] = ()  # nodes the private-input constraint kept on the device
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -45,7 +47,9 @@ class Plan:
         if self.objective == "throughput":  # value: seconds per request at the slowest stage
             data["predicted"]["requests_per_s"] = 1.0 / self.value if self.value else None
         data["bytes"] = {f"{h.src}-{h.dst}": h.bytes for h in self.hops}
-        data["hops"] = [{**asdict(h), "tensors": list(h.tensors)} for h in self.hops]
+        data["hops"] = [{**asdict(h), "tensors": list(h.tensors),
+                         "tensor_bytes": list(h.tensor_bytes)} for h in self.hops]
+        data["private"] = list(self.private)
         return data
 
 
@@ -64,7 +68,8 @@ def describe(scenario: Scenario, route: Route, labels: Sequence[int], objective:
         a, b = scenario.host(route.hosts[i - 1]), scenario.host(route.hosts[i])
         hops.append(Hop(tiers[i - 1], tiers[i], a.name, b.name, tuple(names[u] for u in tensors),
                         int(sent), sent * problem.per_byte[i] + scenario.link(a, b).latency_s,
-                        scenario.codec(a, b).name))
+                        scenario.codec(a, b).name,
+                        tuple(int(problem.out_bytes[u]) for u in tensors)))
     tier_seconds = {t: 0.0 for t in tiers}
     for v in range(first, len(names)):
         tier_seconds[tiers[labels[v]]] += side.compute_s[v][labels[v]]

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from ..errors import TiercutError
 from ..measure.profile import Profile
+from .privacy import PrivateInputError, check_private, parse_private
 
 DEFAULT_TIERS = ("device", "edge", "cloud")
 
@@ -87,6 +88,9 @@ class Scenario:
     # (a, b) -> codecs allowed on that hop (named like links); raw where none is given
     codecs: Mapping[tuple[str, str], tuple[Codec, ...]] = field(default_factory=dict)
     input_bytes: int | None = None  # overrides the profiles' model input size
+    # the model input never leaves the device: N (it and the first N nodes) or a node name
+    # (it and its ancestors); see privacy.py. A Constraints.private_input overrides it.
+    private_input: int | str | None = None
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -106,6 +110,8 @@ class Scenario:
         if not self.hosts_of(self.tiers[0]):
             raise ScenarioError(f"the first tier {self.tiers[0]!r} (where the input starts) has "
                                 "no host")
+        if self.private_input is not None:
+            check_private(self.private_input, [n.name for n in self.hosts[0].profile.nodes])
         ref = self.hosts[0]
         for h in self.hosts[1:]:
             if h.profile.signature() != ref.profile.signature():
@@ -212,6 +218,8 @@ def load_scenario(path: str | Path, base_dir: Path | None = None) -> Scenario:
         codecs:    # optional, per hop: the planner takes the fastest allowed one
           device-edge: [{name: q8+lz4, ratio: 0.2, encode_s_per_byte: 2e-9, decode_s_per_byte: 1e-9}]
         input_bytes: 150528   # optional: overrides the profiles' input size
+        private_input: 3      # optional: the input and the first 3 nodes (or: conv1, a node
+                              # and its ancestors) never leave the device
     """
     path = Path(path)
     text = path.read_text()
@@ -229,7 +237,8 @@ def load_scenario(path: str | Path, base_dir: Path | None = None) -> Scenario:
 def scenario_from_dict(data: Any, base_dir: Path, source: str = "scenario") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping with 'hosts' and 'links'")
-    accepted = {"tiers", "hosts", "links", "return_outputs", "codecs", "input_bytes"}
+    accepted = {"tiers", "hosts", "links", "return_outputs", "codecs", "input_bytes",
+                "private_input"}
     unknown = set(data) - accepted
     if unknown:
         raise ScenarioError(f"{source}: unknown keys {sorted(unknown)}; accepted: "
@@ -261,5 +270,10 @@ def scenario_from_dict(data: Any, base_dir: Path, source: str = "scenario") -> S
         except TypeError as exc:
             raise ScenarioError(f"{source}: codec on {key!r}: {exc}; a codec has name, ratio, "
                                 "encode_s_per_byte, decode_s_per_byte") from None
-    return Scenario(tiers, tuple(hosts), links, bool(data.get("return_outputs", True)), codecs,
-                    data.get("input_bytes"))
+    private = data.get("private_input")
+    try:
+        return Scenario(tiers, tuple(hosts), links, bool(data.get("return_outputs", True)),
+                        codecs, data.get("input_bytes"),
+                        None if private is None else parse_private(private))
+    except PrivateInputError as exc:
+        raise PrivateInputError(f"{source}: {exc}") from None

@@ -10,6 +10,7 @@ from typing import Sequence
 from ..adapt.policies import (HEDGE_AFTER, HEDGE_WINDOW_S, PROBE_EVERY_S, WINDOW, Setting,
                               build_policy)
 from ..link.traces import BandwidthTrace, TraceFileError, _bad, _read_pensieve
+from ..planner.build import Constraints
 from ..planner.scenario import Scenario
 from ..planner.table import DecisionTable, build_table
 from .simulator import Arrivals, RunResult, SimError, Simulator
@@ -47,7 +48,8 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
             load_tier: str | None = None, fps: float = 10.0, V: float = 1.0,
             names: Sequence[str] = (), probe_every_s: float = PROBE_EVERY_S,
             window: int = WINDOW, hedge_window_s: float = HEDGE_WINDOW_S,
-            hedge_after: float = HEDGE_AFTER) -> Setup:
+            hedge_after: float = HEDGE_AFTER, constraints: Constraints = Constraints()) -> Setup:
+    """``constraints`` bind every plan a policy may choose: both tables are built with them."""
     if not probe_every_s > 0:
         raise SimError(f"probe interval {probe_every_s!r} must be > 0 seconds (inf: never probe)")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -65,18 +67,19 @@ def prepare(scenario: Scenario, trace: BandwidthTrace, load: BandwidthTrace | No
     # the table must cover what the estimators may say, not only the trace's own rates: a
     # stalled transfer or a slow probe reads far below the slowest sample
     low, high = min(positive) / TABLE_MARGIN, max(positive) * 2
-    table = build_table(scenario, low_bps=low, high_bps=high)
+    table = build_table(scenario, constraints, low_bps=low, high_bps=high)
     load_table: DecisionTable | None = None
     if load_tier is not None and (not names or "loadaware" in names):
         hi = max(LOAD_RANGE[1], max(load.rates_bps) if load is not None else 1.0)
-        load_table = build_table(scenario, low_bps=low, high_bps=high, load_tier=load_tier,
-                                 load_range=(LOAD_RANGE[0], hi))
+        load_table = build_table(scenario, constraints, low_bps=low, high_bps=high,
+                                 load_tier=load_tier, load_range=(LOAD_RANGE[0], hi))
     initial = sim.timeline.mean_between(0.0, min(STATIC_WARMUP_S, trace.duration_s))
     if not initial > 0:
         initial = trace.mean_bps
     setting = Setting(scenario, table, initial, load_table, sim.timeline, fps, V, sim.costs,
                       probe_every_s=probe_every_s, window=window,
-                      hedge_window_s=hedge_window_s, hedge_after=hedge_after)
+                      hedge_window_s=hedge_window_s, hedge_after=hedge_after,
+                      constraints=constraints)
     return Setup(sim, setting)
 
 

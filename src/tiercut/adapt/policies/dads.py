@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from ...planner.build import Constraints
 from ...planner.plan import Plan
 from ...planner.scenario import Scenario
 from ...planner.solve import plan as solve
@@ -30,11 +31,13 @@ class DadsPolicy(AdaptivePolicy):
     def __init__(self, scenario: Scenario, table: DecisionTable, fps: float, initial_bps: float,
                  strict: bool = False, costs: Costs | None = None,
                  estimator: BandwidthEstimator | None = None,
-                 probe_every_s: float = PROBE_EVERY_S):
+                 probe_every_s: float = PROBE_EVERY_S,
+                 constraints: Constraints = Constraints()):
         if not (math.isfinite(fps) and fps > 0):
             raise PolicyError(f"frame rate must be > 0 per second, got {fps!r}")
         super().__init__(table, initial_bps, estimator, probe_every_s)
         self.scenario, self.fps, self.strict = scenario, fps, strict
+        self.constraints = constraints  # the table's: its heavy plans must honour them too
         self.costs = costs or Costs(scenario)
         self._heavy: dict[int, Plan] = {}
         self.mode = "light"
@@ -43,7 +46,7 @@ class DadsPolicy(AdaptivePolicy):
         bucket = round(math.log(bw) / math.log(1.05))  # plans cached per 5% of bandwidth
         if bucket not in self._heavy:
             self._heavy[bucket] = solve(with_device_bandwidth(self.scenario, 1.05 ** bucket),
-                                        "throughput")
+                                        "throughput", self.constraints)
         return self._heavy[bucket]
 
     def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:

@@ -2,8 +2,9 @@
 ``parse_policies`` for the names users type."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ...planner.build import Constraints
 from ...planner.plan import Plan
 from ...planner.scenario import Scenario
 from ...planner.table import DecisionTable
@@ -37,6 +38,9 @@ class Setting:
     window: int = WINDOW  # transfers the bandwidth estimator keeps
     hedge_window_s: float = HEDGE_WINDOW_S  # the hedged policy's memory of the link's range
     hedge_after: float = HEDGE_AFTER  # its wait before the device runs, in predicted latencies
+    # what every plan must honour (a private input...): the tables were built with them, and
+    # a policy that solves afresh (dads) passes them on
+    constraints: Constraints = field(default_factory=Constraints)
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -64,7 +68,8 @@ def build_policy(name: str, s: Setting) -> Policy:
                                probe_every_s=s.probe_every_s)
     if name == "dads":
         return DadsPolicy(s.scenario, s.table, s.fps, s.initial_bps, costs=costs,
-                          estimator=estimator(), probe_every_s=s.probe_every_s)
+                          estimator=estimator(), probe_every_s=s.probe_every_s,
+                          constraints=s.constraints)
     if name == "lyapunov":
         return LyapunovPolicy(s.scenario, candidates(s.table), s.V, s.initial_bps, costs=costs,
                               probe_every_s=s.probe_every_s, estimator=estimator())
