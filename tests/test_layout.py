@@ -25,9 +25,10 @@ MAY_IMPORT = {
     "runtime": {"graph", "codecs", "zoo"},
     "adapt": {"planner", "runtime"},
     "sim": {"planner", "link", "adapt"},
+    "dashboard": {"planner", "runtime", "adapt"},
     "testbed": {"zoo", "graph", "measure", "planner", "link", "runtime"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
-            "testbed"},
+            "testbed", "dashboard"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -40,6 +40,8 @@ TIERS = ("device", "edge", "cloud")
 CAPS = {"device": 0.1, "edge": 0.5, "cloud": 1.0}  # fractions of one CPU of this machine
 EDGE_CLOUD = Link(500e6, 0.005)  # the wired hop between edge and cloud
 CLOUD_EXTRA_S = 0.005  # the device's direct path to the cloud is this much longer
+# told of each measured request: (setting, label, plan, the runtime's Measurement)
+OnRequest = Callable[[str, str, Plan, Any], None]
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,12 @@ def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -
 def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
             inputs: tuple[torch.Tensor, ...], reference: torch.Tensor, requests: int,
             min_requests: int, budget_s: float, setting: str, speeds: dict[str, float],
-            warmup: int = 2) -> list[Run]:
+            warmup: int = 2, on_request: OnRequest | None = None) -> list[Run]:
     """Run each labelled plan through the emulated links, one request of each in turn (so a
     drift of the machine's speed over the minutes this takes hits every plan alike, and a
     comparison between them stays fair), ``requests`` rounds or until ``budget_s`` is spent
-    after ``min_requests``. Every answer must equal ``reference``."""
+    after ``min_requests``. Every answer must equal ``reference``. ``on_request(setting,
+    label, plan, measurement)`` is told of every request, warm-up ones too, as it ends."""
     from .runtime.client import SplitClient
 
     def endpoints(p: Plan) -> list[str]:
@@ -139,6 +142,8 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
                     raise AssertionError(f"{run.label} under {setting}: the split model's answer "
                                          "differs from the whole model's")
                 run.fallbacks += m.fallback
+                if on_request is not None:
+                    on_request(setting, run.label, run.plan, m)
                 if i >= warmup:
                     run.measured_s.append(m.total_s)
             if i + 1 - warmup >= min_requests and time.monotonic() - start > budget_s:
@@ -149,10 +154,10 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
 def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 requests: int = 10, min_requests: int = 3, budget_s: float = 30.0,
                 caps: dict[str, float] | None = None, profile_repeat: int = 10,
-                log=print) -> list[Run]:
+                log=print, on_request: OnRequest | None = None) -> list[Run]:
     """Profile ``model`` here, then for each setting measure each tier's speed factor, plan,
     and measure the chosen plan and the two baselines. Returns the runs (each with the speed
-    factors its plan was made with)."""
+    factors its plan was made with). ``on_request``: see ``measure`` (a live view)."""
     from .runtime.launch import spawn
 
     caps = dict(caps or CAPS)
@@ -192,7 +197,7 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                      "all-cloud": baseline(sc, "cloud")}
             log(f"{s.name}: running {', '.join(plans)}, one request of each in turn ...")
             runs += measure(plans, routes, inputs, reference, requests, min_requests,
-                            budget_s * len(plans), s.name, speeds)
+                            budget_s * len(plans), s.name, speeds, on_request=on_request)
     return runs
 
 

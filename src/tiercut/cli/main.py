@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from .calibrate import calibrate_cmd
+from .dashboard import dashboard_cmd
 from .link import link_cmd
 from .plan import plan_cmd
 from .profiling import models, predict, profile, show
@@ -22,7 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 COMMANDS = (("models", models), ("profile", profile), ("show", show), ("predict", predict),
             ("plan", plan_cmd), ("testbed", testbed_cmd), ("serve", serve_cmd),
             ("infer", infer_cmd), ("bench", bench_cmd), ("link", link_cmd),
-            ("simulate", simulate_cmd), ("calibrate", calibrate_cmd))
+            ("simulate", simulate_cmd), ("calibrate", calibrate_cmd),
+            ("dashboard", dashboard_cmd))
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
 

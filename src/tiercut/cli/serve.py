@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..errors import TiercutError
 from .common import _fail, console
+from .dashboard import DASHBOARD, DASHBOARD_LOG, open_feed
 
 
 def _endpoints(text: str) -> list[list[str]]:
@@ -259,23 +260,44 @@ def bench_cmd(
     tls_ca: Optional[Path] = _TLS_CA, client_cert: Optional[Path] = _CLIENT_CERT,
     client_key: Optional[Path] = _CLIENT_KEY, token_file: Optional[Path] = _TOKEN,
     server_name: Optional[str] = _SERVER_NAME,
+    dashboard: Optional[str] = DASHBOARD, dashboard_log: Optional[Path] = DASHBOARD_LOG,
 ) -> None:
     """Send REQUESTS requests with CONCURRENCY in flight; print throughput and latency."""
     from ..runtime.stageplan import example_inputs
 
-    stage_plan = _load_plan(plan, input_shape)
-    client = _client(stage_plan, endpoints, codec,
-                     _client_security(tls_ca, client_cert, client_key, token_file, server_name))
+    feed = open_feed(dashboard, dashboard_log)  # first: a bad port fails before any work
     try:
+        stage_plan = _load_plan(plan, input_shape)
+        client = _client(stage_plan, endpoints, codec, _client_security(
+            tls_ca, client_cert, client_key, token_file, server_name))
+        if feed:
+            data = json.loads(plan.read_text())  # tiercut plan --json has the bytes per hop
+            plan_id = feed.plan(data if "hops" in data else stage_plan, "bench",
+                                codecs=client.codecs)
+            client.ainfer = _publishing(client.ainfer, lambda m: feed.request(m, plan_id))
         with client:
             result = client.bench(example_inputs(stage_plan), requests, concurrency)
     except TiercutError as exc:
         _fail(exc)
+    finally:
+        if feed:
+            feed.close()
     lat = result.latency_s
     console.print(f"{result.requests} requests, concurrency {result.concurrency}: "
                   f"{result.throughput:.2f} req/s; latency ms mean {lat['mean'] * 1e3:.2f} "
                   f"p50 {lat['p50'] * 1e3:.2f} p90 {lat['p90'] * 1e3:.2f} "
                   f"p99 {lat['p99'] * 1e3:.2f}; fallbacks {result.fallbacks}", highlight=False)
+
+
+def _publishing(ainfer: Any, publish: Any) -> Any:
+    """``ainfer`` that hands each request's Measurement to ``publish`` as it completes (the
+    bench calls the client's ``ainfer``: warm-up requests are published too)."""
+    async def infer(*args: Any, **kwargs: Any) -> Any:
+        output, m = await ainfer(*args, **kwargs)
+        publish(m)
+        return output, m
+
+    return infer
 
 
 def _client(stage_plan: Any, endpoints: str, codec: str, security: Any, **options: Any) -> Any:

@@ -3,13 +3,28 @@ links, and print predicted against measured latency."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import TiercutError
 from .common import _fail, _pairs, console
+from .dashboard import DASHBOARD, DASHBOARD_LOG, open_feed
+
+
+def _publisher(feed: Any, settings: list) -> Any:
+    """The testbed's requests on the live view: each plan under its setting and label, and the
+    setting's emulated rate as the bandwidth (the testbed estimates none)."""
+    rates, shown = {s.name: s.rate_bps for s in settings}, []
+
+    def on_request(setting: str, label: str, plan: Any, m: Any) -> None:
+        if shown != [setting]:
+            shown[:] = [setting]
+            feed.estimate(rates[setting], f"{setting} link, emulated")
+        feed.request(m, feed.plan(plan, f"{setting} {label}"))
+
+    return on_request
 
 
 def testbed_cmd(
@@ -24,6 +39,7 @@ def testbed_cmd(
                                  "(>= 3 rounds run)"),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted and measured"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+    dashboard: Optional[str] = DASHBOARD, dashboard_log: Optional[Path] = DASHBOARD_LOG,
 ) -> None:
     """Plan device/edge/cloud here, run each plan for real across tier servers behind emulated
     links, and print predicted against measured latency next to the baselines."""
@@ -32,13 +48,19 @@ def testbed_cmd(
     from ..planner.scenario import parse_link
     from ..testbed import SETTINGS, Setting, plot, report, run_testbed
 
+    feed = None
     try:
         settings = [Setting(name, (link := parse_link(value)).bandwidth_bps, link.latency_s)
                     for name, value in _pairs(setting, "--setting")] or list(SETTINGS)
+        feed = open_feed(dashboard, dashboard_log)
         runs = run_testbed(model, settings, requests, budget_s=budget,
-                           log=lambda text: console.print(f"[dim]{text}[/dim]"))
+                           log=lambda text: console.print(f"[dim]{text}[/dim]"),
+                           on_request=feed and _publisher(feed, settings))
     except TiercutError as exc:
         _fail(exc)
+    finally:
+        if feed:
+            feed.close()
     rows = report(runs)
     from rich import box
 
