@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from tiercut.codecs import decode, encode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from codec_speed import median_ms  # noqa: E402  (the same timing as the tensor codecs')
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 CODECS = ("raw", "u8", "u8+zstd", "jpeg75", "jpeg90", "webp75", "webp80", "png")
@@ -41,16 +45,6 @@ def photos() -> dict[str, np.ndarray]:
         top, left = (small.shape[0] - 224) // 2, (small.shape[1] - 224) // 2
         out[name] = np.round(small[top:top + 224, left:left + 224] * 255).astype(np.uint8)
     return out
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def codec_rows(images: dict[str, np.ndarray], repeat: int) -> list[tuple]:
