@@ -27,6 +27,44 @@ def _publisher(feed: Any, settings: list) -> Any:
     return on_request
 
 
+def _joint(model: str, codecs: Optional[Path], max_loss: float,
+           private_input: Optional[str]) -> tuple[Any, Any]:
+    """The codec plans' setup and a real request from the model's data (None, None without
+    --codecs); refused before any server starts."""
+    if codecs is None:
+        from ..planner.privacy import PrivateInputError
+
+        if private_input is not None:
+            raise PrivateInputError(f"--private-input {private_input} on testbed needs --codecs "
+                                    "FILE (a codec table from `tiercut calibrate`)")
+        return None, None
+    from ..codecs.calibrate import CalibrationError, CodecTable
+    from ..planner import Constraints
+    from ..planner.privacy import parse_private
+    from ..testbed.joint import JointSetup
+    from ..zoo import entry
+
+    table = CodecTable.load(codecs)
+    if table.model != model:
+        raise CalibrationError(f"codec table {codecs} is for model {table.model!r}, not --model "
+                           f"{model!r}; calibrate it with `tiercut calibrate --model {model}`")
+    private = None if private_input is None else parse_private(private_input)
+    setup = JointSetup(table, max_loss, Constraints(private_input=private))
+    return setup, request_for(entry(model))
+
+
+def request_for(zoo: Any) -> Any:
+    """A real request where the model has real data (a held-out digit, a sentence), else the
+    zoo's example input."""
+    from .calibrate import load_dataset
+
+    data = {"digits_cnn": "digits", "minilm_l6": "sentences"}.get(zoo.name)
+    if data is None:
+        return None
+    inputs, _ = load_dataset(data, zoo)
+    return tuple(t[-1:] for t in inputs)  # the last sample: past the usual --samples N
+
+
 def testbed_cmd(
     model: str = typer.Option("resnet18", "--model", help="zoo model"),
     setting: list[str] = typer.Option([], "--setting", help="NAME=RATE,DELAY for the device's "
@@ -39,6 +77,16 @@ def testbed_cmd(
                                  "(>= 3 rounds run)"),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG of predicted and measured"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+    codecs: Optional[Path] = typer.Option(None, "--codecs", help="a tiercut-codecs/1 table "
+                                          "(`tiercut calibrate`): measure all-device, input to "
+                                          "cloud, the best lossless split and the joint "
+                                          "cut+codec plan instead"),
+    max_loss: float = typer.Option(0.01, "--max-loss", help="with --codecs: the largest "
+                                   "calibrated loss a codec may have (top-1: a fraction; "
+                                   "cosine: 1 - cos)"),
+    private_input: Optional[str] = typer.Option(None, "--private-input", help="with --codecs: "
+                                                "N or NODE, the input and the first N nodes (or "
+                                                "those up to NODE) stay on the device"),
     dashboard: Optional[str] = DASHBOARD, dashboard_log: Optional[Path] = DASHBOARD_LOG,
 ) -> None:
     """Plan device/edge/cloud here, run each plan for real across tier servers behind emulated
@@ -52,15 +100,20 @@ def testbed_cmd(
     try:
         settings = [Setting(name, (link := parse_link(value)).bandwidth_bps, link.latency_s)
                     for name, value in _pairs(setting, "--setting")] or list(SETTINGS)
+        joint, inputs = _joint(model, codecs, max_loss, private_input)
         feed = open_feed(dashboard, dashboard_log)
         runs = run_testbed(model, settings, requests, budget_s=budget,
                            log=lambda text: console.print(f"[dim]{text}[/dim]"),
-                           on_request=feed and _publisher(feed, settings))
+                           on_request=feed and _publisher(feed, settings), joint=joint,
+                           inputs=inputs)
     except TiercutError as exc:
         _fail(exc)
     finally:
         if feed:
             feed.close()
+    if joint is not None:
+        _print_joint(model, runs, joint, plot_path, json_path)
+        return
     rows = report(runs)
     from rich import box
 
@@ -83,6 +136,49 @@ def testbed_cmd(
                       for r in rows))
     if plot_path:
         plot(rows, plot_path, f"{model}: predicted vs measured per link setting")
+        console.print(f"plot -> {plot_path}")
+    if json_path:
+        json_path.write_text(_json.dumps({"model": model, "rows": rows}, indent=1))
+
+
+def _print_joint(model: str, runs: list, joint: Any, plot_path: Optional[Path],
+                 json_path: Optional[Path]) -> None:
+    """The four codec plans per setting: predicted against measured, bytes, codec and loss."""
+    import json as _json
+
+    from rich import box
+
+    from ..testbed.joint import rows as joint_rows, verdict
+
+    rows = joint_rows(runs)
+    metric = joint.table.metric
+    private = joint.constraints.private_input
+    short = {"all-device": "device", "input to cloud": "to cloud",
+             "best lossless split": "lossless", "joint": "joint"}
+    table = Table("link", "plan", "placement", "pred", "meas", "err", "sent B", "codec",
+                  "loss cal/run", box=box.SIMPLE, pad_edge=False,
+                  padding=(0, 1, 0, 0), title=f"{model}: baselines against the joint cut+codec "
+                  f"plan ({metric} loss <= {joint.max_loss:g}"
+                  + (f", private input {private})" if private is not None else ")"))
+    for r in rows:
+        codec = r["codec"] + ("@" + r["cut"].split()[1] if r["cut"] else "")
+        table.add_row(r["setting"], short[r["label"]] + ("" if r["private"] else "*"),
+                      r["placement"], f"{r['predicted_ms']:.1f}", f"{r['measured_ms']:.1f}",
+                      f"{r['error']:+.1%}", f"{r['measured_bytes']}", codec,
+                      f"{r['calibrated_loss']:.4f}/{r['seen_loss']:.4f}")
+    if any(r["cut"] for r in rows):
+        console.print("codec cuts: " + "; ".join(dict.fromkeys(
+            f"{r['codec']} @{r['cut']}" for r in rows if r["cut"])))
+    console.print(table)
+    console.print("ms, median of each plan's requests; sent B: bytes the device sent on the first hop, as "
+                  "measured; *: breaks the private input; loss: the table's calibrated loss / the largest seen at run time "
+                  "against the whole model's answer (lossless plans: bit-exact)")
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        console.print(f"{name}: " + verdict([r for r in rows if r["setting"] == name]))
+    if plot_path:
+        from ..testbed.joint import plot
+
+        plot(rows, plot_path, f"{model}: baselines against the joint plan per link setting")
         console.print(f"plot -> {plot_path}")
     if json_path:
         json_path.write_text(_json.dumps({"model": model, "rows": rows}, indent=1))

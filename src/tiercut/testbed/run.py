@@ -13,6 +13,9 @@ those measured speed factors.
 For each link setting the planner's choice and the all-device and all-cloud baselines are run
 one request of each in turn, ``requests`` rounds (or until ``budget_s`` per plan is spent, at
 least ``min_requests``), and each plan's median measured latency is set against its prediction.
+With a codec table (``joint.JointSetup``) the plans are the four of ``joint``: all-device, the
+input to the cloud with its best input codec, the best lossless split and the joint cut+codec
+plan, each sent with its per-hop codecs and each lossy answer held to its calibrated bound.
 """
 from __future__ import annotations
 
@@ -27,14 +30,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .measure import cpucap
-from .link.child import ProxySpec, proxies_in_child
-from .planner import Host, Link, Scenario, baseline, plan
-from .planner.plan import Plan
-from .measure.predict import scale_profile
-from .measure.profile import Profile
-from .measure.profiler import ProfileSettings, profile_model
-from .zoo import entry
+from ..measure import cpucap
+from ..link.child import ProxySpec, proxies_in_child
+from ..planner import Host, Link, Scenario, baseline, plan
+from ..planner.plan import Plan
+from ..measure.predict import scale_profile
+from ..measure.profile import Profile
+from ..measure.profiler import ProfileSettings, profile_model
+from ..zoo import entry
 
 TIERS = ("device", "edge", "cloud")
 CAPS = {"device": 0.1, "edge": 0.5, "cloud": 1.0}  # fractions of one CPU of this machine
@@ -68,6 +71,9 @@ class Run:
     speeds: dict[str, float]  # each tier's speed factor the plan was made with
     measured_s: list[float] = field(default_factory=list)
     fallbacks: int = 0
+    detail: Any = None  # a codec plan's ``joint.Labelled`` (codecs, calibrated loss, bound)
+    seen_loss: float = 0.0  # the largest loss against the whole model's answer, at run time
+    first_hop_bytes: int = 0  # bytes the device sent on the first hop, last request
 
     @property
     def predicted_s(self) -> float:
@@ -118,13 +124,18 @@ def scenario_for(profile: Profile, setting: Setting, speeds: dict[str, float]) -
 def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
             inputs: tuple[torch.Tensor, ...], reference: torch.Tensor, requests: int,
             min_requests: int, budget_s: float, setting: str, speeds: dict[str, float],
-            warmup: int = 2, on_request: OnRequest | None = None) -> list[Run]:
+            warmup: int = 2, on_request: OnRequest | None = None,
+            codecs: dict[str, list[str]] | None = None,
+            check: Callable[[str, torch.Tensor, torch.Tensor], float] | None = None) -> list[Run]:
     """Run each labelled plan through the emulated links, one request of each in turn (so a
     drift of the machine's speed over the minutes this takes hits every plan alike, and a
     comparison between them stays fair), ``requests`` rounds or until ``budget_s`` is spent
-    after ``min_requests``. Every answer must equal ``reference``. ``on_request(setting,
-    label, plan, measurement)`` is told of every request, warm-up ones too, as it ends."""
-    from .runtime.client import SplitClient
+    after ``min_requests``. Every answer must equal ``reference``, unless ``check(label,
+    output, reference)`` is given: then it returns the answer's loss and raises where the loss
+    is outside the plan's bound. ``codecs[label]``: the plan's per-hop codecs (raw if absent).
+    ``on_request(setting, label, plan, measurement)`` is told of every request, warm-up ones
+    too, as it ends."""
+    from ..runtime.client import SplitClient
 
     def endpoints(p: Plan) -> list[str]:
         tiers = [TIERS[t] for t in p.route.tiers]
@@ -132,16 +143,21 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
 
     runs = [Run(setting, label, p, speeds) for label, p in plans.items()]
     with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(SplitClient(r.plan.to_dict(), endpoints(r.plan),
-                                                   deadline_s=120.0)) for r in runs]
+        clients = [stack.enter_context(SplitClient(
+            r.plan.to_dict(), endpoints(r.plan), deadline_s=120.0,
+            **({"codec": codecs[r.label]} if codecs and r.label in codecs else {})))
+            for r in runs]
         start = time.monotonic()
         for i in range(warmup + requests):
             for run, client in zip(runs, clients):
                 output, m = client.infer(*inputs)
-                if not torch.equal(output, reference):
+                if check is not None:
+                    run.seen_loss = max(run.seen_loss, check(run.label, output, reference))
+                elif not torch.equal(output, reference):
                     raise AssertionError(f"{run.label} under {setting}: the split model's answer "
                                          "differs from the whole model's")
                 run.fallbacks += m.fallback
+                run.first_hop_bytes = m.hops[0].bytes_sent if m.hops else 0
                 if on_request is not None:
                     on_request(setting, run.label, run.plan, m)
                 if i >= warmup:
@@ -154,11 +170,14 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
 def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 requests: int = 10, min_requests: int = 3, budget_s: float = 30.0,
                 caps: dict[str, float] | None = None, profile_repeat: int = 10,
-                log=print, on_request: OnRequest | None = None) -> list[Run]:
+                log=print, on_request: OnRequest | None = None, joint: Any = None,
+                inputs: tuple[torch.Tensor, ...] | None = None) -> list[Run]:
     """Profile ``model`` here, then for each setting measure each tier's speed factor, plan,
-    and measure the chosen plan and the two baselines. Returns the runs (each with the speed
-    factors its plan was made with). ``on_request``: see ``measure`` (a live view)."""
-    from .runtime.launch import spawn
+    and measure the chosen plan and the two baselines (with ``joint``, a ``joint.JointSetup``:
+    its four codec plans). Returns the runs (each with the speed factors its plan was made
+    with). ``inputs``: the request (default: the zoo's example). ``on_request``: see
+    ``measure`` (a live view)."""
+    from ..runtime.launch import spawn
 
     caps = dict(caps or CAPS)
     if not cpucap.available():
@@ -167,7 +186,7 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
     torch.set_num_threads(1)  # every tier: one thread, a share of one CPU
     zoo = entry(model)
     module = zoo.build()
-    inputs = zoo.example_inputs()
+    inputs = inputs if inputs is not None else zoo.example_inputs()
     with torch.no_grad():
         reference = module(*inputs)
     log(f"profiling {model} here (1 thread) ...")
@@ -193,11 +212,21 @@ def run_testbed(model: str = "resnet18", settings: Sequence[Setting] = SETTINGS,
                 + ", ".join(f"{t} x{v:.3f}" for t, v in speeds.items()))
             sc = scenario_for(profile, s, speeds)
             routes = {(a, b): dial[f"{s.name}:{a}-{b}"] for a, b in links_for(s)}
-            plans = {"chosen": plan(sc), "all-device": baseline(sc, "device"),
-                     "all-cloud": baseline(sc, "cloud")}
+            if joint is None:
+                plans = {"chosen": plan(sc), "all-device": baseline(sc, "device"),
+                         "all-cloud": baseline(sc, "cloud")}
+                labelled, extra = {}, {}
+            else:
+                labelled = joint.plans(sc)
+                plans = {k: v.plan for k, v in labelled.items()}
+                extra = {"codecs": {k: list(v.codecs) for k, v in labelled.items()},
+                         "check": joint.checker(labelled, s.name)}
             log(f"{s.name}: running {', '.join(plans)}, one request of each in turn ...")
-            runs += measure(plans, routes, inputs, reference, requests, min_requests,
-                            budget_s * len(plans), s.name, speeds, on_request=on_request)
+            got = measure(plans, routes, inputs, reference, requests, min_requests,
+                          budget_s * len(plans), s.name, speeds, on_request=on_request, **extra)
+            for r in got:
+                r.detail = labelled.get(r.label)
+            runs += got
     return runs
 
 
@@ -208,8 +237,8 @@ def measure_speeds(model: str, profile: Profile, module: torch.nn.Module,
     median seconds for the whole model): the device in this process (on ``device_executor``
     when given, where the device's stages will run), each server by its reported compute time
     for a plan that puts everything on it (no link in the way)."""
-    from .runtime.client import SplitClient
-    from .runtime.stageplan import StagePlan
+    from ..runtime.client import SplitClient
+    from ..runtime.stageplan import StagePlan
 
     def device_times() -> list[float]:
         times = []
@@ -252,7 +281,10 @@ def report(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
-def plot(rows: Sequence[dict], path: Path, title: str) -> None:
+def plot(rows: Sequence[dict], path: Path, title: str,
+         series: Sequence[tuple[str, str, str]] | None = None) -> None:
+    """Predicted (light) and measured bars per setting; ``series``: (name, predicted key,
+    measured key) per plan (default: the chosen plan and the two baselines)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -261,14 +293,14 @@ def plot(rows: Sequence[dict], path: Path, title: str) -> None:
     labels = [r["setting"] for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.13
-    series = [("chosen", "predicted_ms", "measured_ms"),
-              ("all-device", "all-device_predicted_ms", "all-device_measured_ms"),
-              ("all-cloud", "all-cloud_predicted_ms", "all-cloud_measured_ms")]
+    series = series or [("chosen", "predicted_ms", "measured_ms"),
+                        ("all-device", "all-device_predicted_ms", "all-device_measured_ms"),
+                        ("all-cloud", "all-cloud_predicted_ms", "all-cloud_measured_ms")]
+    width = 0.8 / (2 * len(series))
     for i, (name, pred, meas) in enumerate(series):
-        ax.bar(x + (2 * i - 2.5) * width, [r[pred] for r in rows], width, label=f"{name} predicted",
+        ax.bar(x + (2 * i - len(series) + 0.5) * width, [r[pred] for r in rows], width, label=f"{name} predicted",
                alpha=0.45, color=f"C{i}")
-        ax.bar(x + (2 * i - 1.5) * width, [r[meas] for r in rows], width,
+        ax.bar(x + (2 * i - len(series) + 1.5) * width, [r[meas] for r in rows], width,
                label=f"{name} measured", color=f"C{i}")
     ax.set_xticks(x, labels)
     ax.set_yscale("log")

@@ -1,0 +1,12 @@
+"""Plans run for real on one machine: tier servers on loopback behind emulated links, the
+device in this process, CPU caps for slower hosts; predicted against measured (``run``), and
+the codec plans held to their calibrated bounds (``joint``). Imports graph, zoo, measure,
+planner, link and runtime; only the command line and the benchmarks import it.
+"""
+from .run import (CAPS, CLOUD_EXTRA_S, EDGE_CLOUD, SETTINGS, TIERS, OnRequest, Run, Setting,
+                  link_proxies, links_for, measure, measure_speeds, plot, report, run_testbed,
+                  scenario_for)
+
+__all__ = ["CAPS", "CLOUD_EXTRA_S", "EDGE_CLOUD", "SETTINGS", "TIERS", "OnRequest", "Run",
+           "Setting", "link_proxies", "links_for", "measure", "measure_speeds", "plot", "report",
+           "run_testbed", "scenario_for"]
