@@ -16,7 +16,7 @@ from tiercut.codecs.calibrate import (CalibrationError, CodecResult, CodecTable,
 from tiercut.cli.calibrate import load_dataset, plan_with_table, sentences
 from tiercut.planner import Host, Scenario, brute, parse_link, plan
 from tiercut.planner.build import build, routes
-from tiercut.planner.compress import hop_codec, plan_with_codecs
+from tiercut.planner.compress import codec_scale, hop_codec, plan_with_codecs
 from tiercut.planner.problem import crossing, evaluate
 from tiercut.planner.scenario import RAW
 from tiercut.measure.profile import NodeProfile, Profile
@@ -191,6 +191,7 @@ def test_calibration_measures_size_time_loss_and_stats(digits, tmp_path):
             s = cut.stats[name]
             assert 0.0 <= s["sparsity"] <= 1.0 and s["q8_zstd_bytes"] < s["raw_bytes"]
             assert len(s["channel_min"]) == len(s["channel_max"]) == s["shape"][s["channel_dim"] - 1]
+    assert table.host["model_s"] > 0  # the whole model here, for codec_scale
     pool = table.cut(5)  # after max-pool of ReLUs: non-negative, many zeros
     assert pool.tensors == ("pool",) and min(pool.stats["pool"]["channel_min"]) >= 0
     path = tmp_path / "codecs.json"
@@ -240,6 +241,11 @@ def test_cli_calibrate_then_plan_uses_the_table(tmp_path):
     assert result.exit_code == 0, result.output
     bad = CliRunner().invoke(app, ["--model", "resnet18", "--data", "digits", "-o", str(out)])
     assert bad.exit_code == 2 and "does not fit" not in bad.output and "takes x" in bad.output
+    # the toy profiles below do not run at this host's speed: plan with the codecs' seconds as
+    # calibrated (a table without model_s is not scaled to the hosts, see codec_scale)
+    data = json.loads(out.read_text())
+    assert data["host"].pop("model_s") > 0
+    out.write_text(json.dumps(data))
     entry = zoo.entry("digits_cnn")
     graph = trace(entry.build(), entry.example_inputs(), name="digits_cnn")
     lat = {n.name: 1e-3 for n in graph.compute_nodes}
@@ -299,6 +305,7 @@ def test_joint_plan_runs_with_its_codec_per_hop(digits):
     _, graph, inputs, labels = digits
     table = calibrate(graph, tuple(t[:100] for t in inputs), labels[:100], "top1",
                       ["q4+lz4", "q2+lz4"], "all", "digits_cnn")
+    table = dataclasses.replace(table, host={})  # toy hosts, not at this host's speed: unscaled
     lat = {n.name: 1e-3 for n in graph.compute_nodes}
     hosts = tuple(Host(t, t, Profile.from_graph(graph, {k: v / s for k, v in lat.items()},
                                                 host={"name": t}))
@@ -325,3 +332,22 @@ def test_joint_plan_runs_with_its_codec_per_hop(digits):
     finally:
         for s in servers:
             s.stop(0)
+
+
+def test_a_slower_host_encodes_and_decodes_slower(digits):
+    """A codec's calibrated seconds scale with each host's speed against the calibrating
+    host's: a device ten times slower pays ten times the encode."""
+    _, graph, inputs, labels = digits
+    table = calibrate(graph, tuple(t[:20] for t in inputs), labels[:20], "top1", ["q8"], 3,
+                      "digits_cnn")
+    here = Profile.from_graph(graph)
+    here = dataclasses.replace(here, model_latency_s=table.host["model_s"])
+    slow = dataclasses.replace(here, model_latency_s=10 * table.host["model_s"])
+    assert codec_scale(table, Host("h", "device", here)) == pytest.approx(1.0)
+    assert codec_scale(table, Host("s", "device", slow)) == pytest.approx(10.0)
+    old = dataclasses.replace(table, host={})  # a table from before model_s: unscaled
+    assert codec_scale(old, Host("s", "device", slow)) == 1.0
+    r, raw = table.cut(5).result("q8"), table.cut(5).raw_bytes
+    fast, scaled = hop_codec(r, raw), hop_codec(r, raw, 10.0, 2.0)
+    assert scaled.encode_s_per_byte == pytest.approx(10 * fast.encode_s_per_byte)
+    assert scaled.decode_s_per_byte == pytest.approx(2 * fast.decode_s_per_byte)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -263,10 +264,24 @@ def calibrate(graph: Graph, inputs: Sequence[torch.Tensor], labels: torch.Tensor
             f"{r.codec} x{1 / r.ratio:.1f} loss {r.loss:.4f}" for r in results))
     import platform
 
+    # model_s: this host's whole-model seconds at batch 1, so that a planner can scale the
+    # codecs' seconds to a host that runs the model slower or faster (compress.codec_scale)
     host = {"machine": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "model_s": _model_seconds(graph, tuple(x[:1] for x in inputs))}
     return CodecTable(model or graph.name, graph_signature(graph), metric, baseline, n,
                       tuple(table_cuts), host)
+
+
+def _model_seconds(graph: Graph, inputs: tuple[torch.Tensor, ...], repeat: int = 5) -> float:
+    """Median seconds of the whole model on ``inputs`` here, after one warm-up run."""
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            _run_all(graph, inputs)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
 
 
 def _run_all(graph: Graph, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 from ..codecs.calibrate import CodecResult, CodecTable, check_max_loss
 from .build import Constraints
 from .plan import Plan
-from .scenario import Codec, Scenario, ScenarioError
+from .scenario import Codec, Host, Scenario, ScenarioError
 from .solve import InfeasibleError, best_plan, plan
 
 
@@ -64,10 +64,25 @@ class JointPlan:
         return data
 
 
-def hop_codec(result: CodecResult, raw_bytes: int) -> Codec:
-    """A calibrated result as the planner's per-byte Codec for a cut of ``raw_bytes``."""
+def hop_codec(result: CodecResult, raw_bytes: int, encode_scale: float = 1.0,
+              decode_scale: float = 1.0) -> Codec:
+    """A calibrated result as the planner's per-byte Codec for a cut of ``raw_bytes``, its
+    encode and decode seconds times the sending and receiving hosts' ``codec_scale``."""
     per = 1.0 / raw_bytes if raw_bytes else 0.0
-    return Codec(result.codec, result.ratio, result.encode_s * per, result.decode_s * per)
+    return Codec(result.codec, result.ratio, result.encode_s * per * encode_scale,
+                 result.decode_s * per * decode_scale)
+
+
+def codec_scale(table: CodecTable, host: Host) -> float:
+    """How many times slower than the calibrating host ``host`` runs the model (its profile's
+    whole-model seconds over the table's): a codec's seconds scale with the host as its nodes'
+    do, so a device at a tenth of the speed encodes ten times slower. 1 where the table (made
+    before it recorded ``model_s``) or the profile lacks the figure."""
+    reference = table.host.get("model_s")
+    here = host.profile.model_latency_s or host.profile.total_latency_s
+    if not (isinstance(reference, (int, float)) and reference > 0 and here > 0):
+        return 1.0
+    return here / reference
 
 
 def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
@@ -82,11 +97,17 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
     best = JointPlan(lossless, lossless, max_loss, table.metric)
     names = [n.name for n in profile.nodes]
     device = scenario.tiers[0]
+    encode_scale = max(codec_scale(table, h) for h in scenario.hosts_of(device))
+
+    def scales(receiver: Host) -> tuple[float, float]:  # the device encodes, the receiver decodes
+        return encode_scale, codec_scale(table, receiver)
+
     for cut in table.cuts:
         allowed = cut.allowed(max_loss, z)
         if not allowed or cut.position >= len(names):
             continue
-        offered = tuple(hop_codec(r, cut.raw_bytes) for r in allowed)
+        offered = {h.name: tuple(hop_codec(r, cut.raw_bytes, *scales(h)) for r in allowed)
+                   for h in scenario.hosts if h.tier != device}
         pinned = Constraints(
             pin={**constraints.pin, **{v: device for v in names[:cut.position]}},
             forbid=(*constraints.forbid, *((v, device) for v in names[cut.position:])),
@@ -104,8 +125,9 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
     return best
 
 
-def _offer(scenario: Scenario, offered: tuple[Codec, ...]) -> Scenario:
-    """``scenario`` with ``offered`` on every hop leaving a device host (forward only)."""
+def _offer(scenario: Scenario, offered: dict[str, tuple[Codec, ...]]) -> Scenario:
+    """``scenario`` with ``offered[receiver]`` on every hop leaving a device host (forward
+    only)."""
     codecs = dict(scenario.codecs)
     device = scenario.tiers[0]
     for a in scenario.hosts_of(device):
@@ -116,8 +138,8 @@ def _offer(scenario: Scenario, offered: tuple[Codec, ...]) -> Scenario:
                 codecs[(b.name, a.name)] = (scenario.codec(b, a),)  # the reply keeps its codec
             except ScenarioError:  # no link between them: no route uses this pair
                 continue
-            codecs[(a.name, b.name)] = offered
+            codecs[(a.name, b.name)] = offered[b.name]
     return dataclasses.replace(scenario, codecs=codecs)
 
 
-__all__ = ["InfeasibleError", "JointPlan", "hop_codec", "plan_with_codecs"]
+__all__ = ["InfeasibleError", "JointPlan", "codec_scale", "hop_codec", "plan_with_codecs"]
