@@ -157,7 +157,7 @@ def test_expired_in_queue_is_counted(gated):
     server, stub, channel = make(max_in_flight=10, workers=1)
     gate.open()
     srv = server.server
-    p = next(iter(srv._prepared.values()))
+    p = next(iter(srv._stages.prepared.values()))
     with pytest.raises(Exception, match="deadline passed while it waited for a worker"):
         server._call(srv._compute(p, {}, "here", deadline=time.monotonic() - 1))
     assert _load(stub).expired == 1 and gate.runs == 0

@@ -160,7 +160,7 @@ def test_server_that_forgot_the_plan_is_prepared_again():
         plan = StagePlan.from_assignment(SKIPPY, SKIP, TIERS)
         with SplitClient(plan, [edge.endpoint, cloud.endpoint]) as client:
             client.infer(*x)
-            cloud.server._prepared.clear()  # as after a restart: the edge gets NOT_FOUND
+            cloud.server._stages.prepared.clear()  # as after a restart: the edge gets NOT_FOUND
             out, m = client.infer(*x)
     assert_same(out, expected)
     assert not m.fallback

@@ -76,7 +76,7 @@ def install(package_name: str) -> None:
 def forward(module_name: str, moved: dict[str, str]):  # noqa: ANN201
     """A module ``__getattr__`` for names that left ``module_name`` when it was split:
     ``moved`` maps each name to its new module. Use as
-    ``__getattr__ = forward(__name__, {"spawn": "tiercut.runtime.process"})``."""
+    ``__getattr__ = forward(__name__, {"spawn": "tiercut.runtime.launch"})``."""
 
     def __getattr__(name: str):  # noqa: ANN202
         new = moved.get(name)

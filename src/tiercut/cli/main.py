@@ -28,9 +28,6 @@ COMMANDS = (("models", models), ("profile", profile), ("show", show), ("predict"
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
 
-from .._moved import forward as _forward  # noqa: E402
-
-__getattr__ = _forward(__name__, {"console": "tiercut.cli.common"})
 
 if __name__ == "__main__":
     app()

@@ -100,11 +100,6 @@ class TierServer(pb_grpc.TierServerServicer):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._serving = False
 
-    @property
-    def _prepared(self) -> dict[tuple[str, int], Prepared]:
-        """The prepared stages by (plan id, stage)."""
-        return self._stages.prepared
-
     # lifecycle
 
     async def start(self) -> str:
