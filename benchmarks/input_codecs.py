@@ -2,10 +2,10 @@
 device really has it, measured on real photos (scikit-image's bundled samples, scaled and
 cropped to 224x224, as 8-bit pixels / 255).
 
-Per codec: frame bytes (mean over the photos), encode and decode milliseconds (the median
-over photos x repeats) and the max and mean abs error in units of the range 0..1. Then the JPEG
-libraries compared on the same photos at quality 75 and 90 (4:2:0 chroma, as cameras write):
-Pillow, simplejpeg, and PyTurboJPEG where the system's libturbojpeg is installed.
+Per codec: frame bytes (mean over the photos), encode and decode milliseconds (the median over
+photos of each photo's median over repeats) and the max and mean abs error in units of the range
+0..1. Then the JPEG libraries compared on the same photos at quality 75 and 90 (4:2:0 chroma, as
+cameras write): Pillow, simplejpeg, and PyTurboJPEG where the system's libturbojpeg is installed.
 
     pip install -e '.[bench]'        # scikit-image, for the photos
     python benchmarks/input_codecs.py [--repeat 50]
@@ -50,18 +50,19 @@ def photos() -> dict[str, np.ndarray]:
 def codec_rows(images: dict[str, np.ndarray], repeat: int) -> list[tuple]:
     rows = []
     for codec in CODECS:
-        sizes, enc, dec, worst, mean = [], [], [], 0.0, []
+        sizes, enc, dec, worst, mean = [], [], [], [], []
         for hwc in images.values():
             x = torch.from_numpy(hwc).permute(2, 0, 1)[None].float() / 255
             frame = encode(x, codec)
             y = decode(frame)
             err = (y - x).abs()
             sizes.append(len(frame))
-            worst, mean = max(worst, float(err.max())), mean + [float(err.mean())]
+            worst.append(float(err.max()))
+            mean.append(float(err.mean()))
             enc.append(median_ms(lambda: encode(x, codec), repeat))
             dec.append(median_ms(lambda: decode(frame), repeat))
         rows.append((codec, statistics.mean(sizes), statistics.median(enc),
-                     statistics.median(dec), worst, statistics.mean(mean)))
+                     statistics.median(dec), max(worst), statistics.mean(mean)))
     return rows
 
 

@@ -72,6 +72,7 @@ def run_case(name: str, cfg: dict, samples: int, requests: int) -> list[dict]:
                   + ("" if r["private"] else "  (breaks the private input)"))
         j, d, c = by["joint"], by["all-device"], by["input to cloud"]
         split = "device:" in j["placement"] and j["placement"] != d["placement"]
+        # True whenever we get here: run_testbed raised BoundError on any answer outside it
         bound = j["bound"] is None or j["seen_loss"] <= j["bound"]
         within = abs(j["error"]) <= 0.10
         both = split and j["measured_ms"] < min(d["measured_ms"], c["measured_ms"])

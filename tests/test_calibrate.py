@@ -351,3 +351,18 @@ def test_a_slower_host_encodes_and_decodes_slower(digits):
     fast, scaled = hop_codec(r, raw), hop_codec(r, raw, 10.0, 2.0)
     assert scaled.encode_s_per_byte == pytest.approx(10 * fast.encode_s_per_byte)
     assert scaled.decode_s_per_byte == pytest.approx(2 * fast.decode_s_per_byte)
+
+    # and the joint plan pays it: the same cut and codec, the device's encode ten times over
+    def joint(device_s: float):  # node seconds as given; the whole-model figure scales codecs
+        hosts = tuple(Host(t, t, dataclasses.replace(Profile.from_graph(
+            graph, {n.name: node_s for n in graph.compute_nodes}, host={"name": t}),
+            model_latency_s=s)) for t, node_s, s in (("device", 0.01, device_s),
+                                                     ("cloud", 1e-4, table.host["model_s"])))
+        sc = Scenario(("device", "cloud"), hosts, {("device", "cloud"): parse_link("100kbit,10ms")})
+        return plan_with_codecs(sc, table, 0.05)
+
+    same, tenth = joint(table.host["model_s"]), joint(10 * table.host["model_s"])
+    assert same.position is not None and (same.position, same.choice) == (tenth.position,
+                                                                          tenth.choice)
+    assert tenth.plan.hops[0].seconds - same.plan.hops[0].seconds == pytest.approx(
+        9 * same.choice.encode_s)

@@ -84,11 +84,7 @@ def plan_cost(scenario: Scenario, p: Plan) -> PlanCost:
         for i in range(m - 1, 0, -1):
             back = sum(problem.out_bytes[v] for v in side.returned if labels[v] >= i)
             steps.append(hop(hosts[i], hosts[i - 1], back, i == 1))
-    counts = {t: 0 for t in route_tiers}
-    for tier in p.assignment.values():
-        counts[tier] += 1
-    cut = " ".join(f"{t}:{n}" for t, n in counts.items() if n)
-    return PlanCost(p, tuple(steps), compute[0], device_bits, cut)
+    return PlanCost(p, tuple(steps), compute[0], device_bits, p.placement())
 
 
 def device_powers(scenario: Scenario) -> tuple[float, float]:

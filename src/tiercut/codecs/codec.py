@@ -1,8 +1,9 @@
 """How a tensor crosses a link: one self-describing binary frame per tensor.
 
 ``encode(tensor, codec) -> bytes`` and ``decode(frame, limits) -> tensor``. A codec is a value
-stage (raw, fp16, bf16, or c-bit min-max quantization per tensor or per channel) followed by an
-optional lossless entropy stage (zstd or lz4). The frame layout is documented byte by byte in
+stage (raw, fp16, bf16, c-bit min-max quantization per tensor or per channel, or u8 pixels of a
+fixed range) followed by an optional lossless entropy stage (zstd or lz4), or one image file per
+image (jpeg, webp, png: see ``image``). The frame layout is documented byte by byte in
 docs/codecs.md. ``decode`` checks every header field against ``Limits`` and for consistency
 before it allocates anything, and raises ``CodecError`` (never anything else) for a frame it
 cannot accept. Nothing is pickled. ``max_error`` is the documented bound on a lossy codec's
@@ -147,15 +148,14 @@ def decode(frame: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMIT
 
 def _build_pixels(h: _Header, data: bytes | memoryview, lo: torch.Tensor | None,
                   hi: torch.Tensor | None) -> torch.Tensor:
-    if lo is not None and not float(lo[0]) < float(hi[0]):
-        raise _bad("scales", (float(lo[0]), float(hi[0])), f"{h.kind}'s range has min < max")
+    low, high = (0.0, 255.0) if lo is None else (float(lo[0]), float(hi[0]))  # uint8: no pair
+    if not low < high:
+        raise _bad("scales", (low, high), f"{h.kind}'s range has min < max")
     if h.kind == "u8":
         codes = np.frombuffer(data, np.uint8, count=h.numel).reshape(h.shape)
     else:
         codes = image.decode_files(h.kind, memoryview(data), h.shape)
-    if lo is None:
-        return image.from_pixels(codes, h.dtype, 0.0, 255.0)
-    return image.from_pixels(codes, h.dtype, float(lo[0]), float(hi[0]))
+    return image.from_pixels(codes, h.dtype, low, high)
 
 
 def _build(h: _Header, data: bytes | memoryview, lo: torch.Tensor | None,

@@ -122,9 +122,8 @@ def _header(mv: memoryview, limits: Limits) -> _Header:
                    f"{total - scales_at - 8 * n_scales} bytes after the header and scales")
     raw_size = {"raw": numel * dtype.itemsize, "fp16": numel * 2, "bf16": numel * 2,
                 "quant": (numel * bits + 7) // 8}.get(kind, numel)  # pixel kinds: 1 byte each
-    if kind in FILE_KINDS:  # files of their own length: image.decode_files checks them
-        pass
-    elif (entropy is None or raw_size == 0) and payload_len != raw_size:
+    # image files have lengths of their own: image.decode_files checks them
+    if kind not in FILE_KINDS and (entropy is None or raw_size == 0) and payload_len != raw_size:
         raise _bad("payload length", payload_len, f"{kind} of {numel} x {dtype} takes {raw_size}")
     if entropy is not None and raw_size and not payload_len:
         raise _bad("payload length", payload_len, f"a {entropy} payload is never empty")

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 from ..errors import TiercutError
 
+
 class CodecError(TiercutError, ValueError):
     """A codec name, tensor or frame that cannot be encoded or decoded; the message names it."""
 
@@ -32,7 +33,7 @@ _ENTROPIES = (None, "zstd", "lz4")
 class CodecSpec:
     """A parsed codec name: what ``encode`` is asked to do (the frame says what it did)."""
 
-    kind: str                   # "raw" | "fp16" | "bf16" | "quant"
+    kind: str                   # one of _KINDS: "raw", "fp16", "bf16", "quant", "u8", "jpeg"...
     bits: int = 0               # 2..8 for "quant", 0 otherwise
     per_channel: bool = False   # quant only: one min/max pair per channel (dim 1, dim 0 if 1-D)
     entropy: str | None = None  # None | "zstd" | "lz4"
@@ -117,10 +118,7 @@ def _parse(name: str) -> CodecSpec:
         raise CodecError(f"unknown codec {name!r}; accepted: {_FORMS} "
                          f"(for example {', '.join(CODECS + IMAGE_CODECS)})")
     base, bits, channel, image, quality, lo, hi, entropy = m.groups()
-    if bits is not None:
-        kind = "quant"
-    else:
-        kind = image or base
+    kind = "quant" if bits is not None else image or base
     value_range = (float(lo), float(hi)) if lo is not None else None
     if value_range is not None and kind not in PIXEL_KINDS:
         raise CodecError(f"codec {name!r}: only u8, jpeg, webp and png take a value range "

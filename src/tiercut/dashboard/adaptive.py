@@ -4,7 +4,6 @@ device, from the policy's decision table), a switch when the plan changed, the r
 the policy's bandwidth estimate after it."""
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 from ..adapt.client import AdaptiveClient
@@ -19,7 +18,7 @@ def watch(feed: Feed, client: AdaptiveClient) -> Callable[..., tuple[Any, Any, P
     def infer(*inputs: Any) -> tuple[Any, Any, Plan]:
         output, m, p = client.infer(*inputs)
         rates = break_even(client.policy, p)
-        plan_id = feed.plan(p, _placement(p), **rates)
+        plan_id = feed.plan(p, p.placement(), **rates)
         if last and last[-1] != plan_id:
             feed.switch(last[-1], plan_id)
         last[:] = [plan_id]
@@ -34,20 +33,14 @@ def watch(feed: Feed, client: AdaptiveClient) -> Callable[..., tuple[Any, Any, P
 
 def break_even(policy: Any, p: Plan) -> dict[str, Any]:
     """``break_even_bps`` and ``breakpoints_bps`` of ``p`` in the policy's decision table
-    (nothing for a policy without one). The device's own time is the table's plan that sends
-    nothing, as the hedged policy takes it."""
+    (nothing for a policy without one; inf, never faster, ``plan_event`` sends as None).
+    The device's own time is the table's plan that sends nothing, as the hedged policy
+    takes it."""
     table = getattr(policy, "table", None)
     if table is None:
         return {}
     entry = next((e for e in table.entries if e.plan is p), None)
     local = [e.base for e in table.entries if e.per_inv_bw <= 0]
     rate = break_even_bps(entry, min(local)) if entry is not None and local else None
-    return {"break_even_bps": rate if rate is None or math.isfinite(rate) else None,
-            "breakpoints_bps": tuple(table.breakpoints)}
+    return {"break_even_bps": rate, "breakpoints_bps": tuple(table.breakpoints)}
 
-
-def _placement(p: Plan) -> str:
-    counts: dict[str, int] = {}
-    for tier in p.assignment.values():
-        counts[tier] = counts.get(tier, 0) + 1
-    return " ".join(f"{t}:{n}" for t, n in counts.items())

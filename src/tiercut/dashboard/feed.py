@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ..runtime.measurement import Measurement
 from . import events
 from .replay import EventLog
-from .server import Dashboard, check_port
+from .server import Dashboard
 
 
 class Feed:
@@ -31,7 +31,7 @@ class Feed:
         dashboard = None
         if port is not None:
             dashboard = Dashboard()
-            say(f"dashboard: {dashboard.start(check_port(port))} (this machine only)")
+            say(f"dashboard: {dashboard.start(port)} (this machine only)")
         return cls(dashboard, EventLog(log_path) if log_path else None)
 
     def publish(self, event: dict[str, Any]) -> dict[str, Any]:

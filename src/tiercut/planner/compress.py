@@ -97,17 +97,11 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
     best = JointPlan(lossless, lossless, max_loss, table.metric)
     names = [n.name for n in profile.nodes]
     device = scenario.tiers[0]
-    encode_scale = max(codec_scale(table, h) for h in scenario.hosts_of(device))
-
-    def scales(receiver: Host) -> tuple[float, float]:  # the device encodes, the receiver decodes
-        return encode_scale, codec_scale(table, receiver)
-
+    scale = {h.name: codec_scale(table, h) for h in scenario.hosts}
     for cut in table.cuts:
         allowed = cut.allowed(max_loss, z)
         if not allowed or cut.position >= len(names):
             continue
-        offered = {h.name: tuple(hop_codec(r, cut.raw_bytes, *scales(h)) for r in allowed)
-                   for h in scenario.hosts if h.tier != device}
         pinned = Constraints(
             pin={**constraints.pin, **{v: device for v in names[:cut.position]}},
             forbid=(*constraints.forbid, *((v, device) for v in names[cut.position:])),
@@ -117,7 +111,8 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
             continue  # the user pinned a node below the cut elsewhere
         if not set(lossless.private) <= set(names[:cut.position]):
             continue  # a private node above the cut would leave the device
-        candidate = best_plan(_offer(scenario, offered), objective, pinned, method, min_hops=1)
+        candidate = best_plan(_offer(scenario, allowed, cut.raw_bytes, scale), objective,
+                              pinned, method, min_hops=1)
         if candidate is not None and candidate.value < best.plan.value:
             first = candidate.hops[0].codec
             choice = next(r for r in allowed if r.codec == first)
@@ -125,9 +120,10 @@ def plan_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float,
     return best
 
 
-def _offer(scenario: Scenario, offered: dict[str, tuple[Codec, ...]]) -> Scenario:
-    """``scenario`` with ``offered[receiver]`` on every hop leaving a device host (forward
-    only)."""
+def _offer(scenario: Scenario, allowed: tuple[CodecResult, ...], raw_bytes: int,
+           scale: dict[str, float]) -> Scenario:
+    """``scenario`` with ``allowed`` on every hop leaving a device host (forward only), each
+    codec's seconds scaled to that hop's sender (it encodes) and receiver (it decodes)."""
     codecs = dict(scenario.codecs)
     device = scenario.tiers[0]
     for a in scenario.hosts_of(device):
@@ -138,7 +134,8 @@ def _offer(scenario: Scenario, offered: dict[str, tuple[Codec, ...]]) -> Scenari
                 codecs[(b.name, a.name)] = (scenario.codec(b, a),)  # the reply keeps its codec
             except ScenarioError:  # no link between them: no route uses this pair
                 continue
-            codecs[(a.name, b.name)] = offered[b.name]
+            codecs[(a.name, b.name)] = tuple(hop_codec(r, raw_bytes, scale[a.name], scale[b.name])
+                                             for r in allowed)
     return dataclasses.replace(scenario, codecs=codecs)
 
 

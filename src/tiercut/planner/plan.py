@@ -39,6 +39,13 @@ class Plan:
     return_s: float  # the outputs' trip back to the device (0 when not counted)
     private: tuple[str, ...] = ()  # nodes the private-input constraint kept on the device
 
+    def placement(self) -> str:
+        """Nodes per tier that runs any, in tier order: 'device:9 cloud:163'."""
+        counts = {t: 0 for t in self.hosts}
+        for tier in self.assignment.values():
+            counts[tier] += 1
+        return " ".join(f"{t}:{n}" for t, n in counts.items() if n)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["route"] = {"tiers": list(self.route.tiers), "hosts": list(self.route.hosts)}

@@ -26,8 +26,10 @@ def parse_private(value: object) -> Spec:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip():
-        text = value.strip()
-        return int(text) if text.lstrip("+-").isdigit() else text
+        try:
+            return int(value)
+        except ValueError:
+            return value.strip()
     raise PrivateInputError(f"private input {value!r} must be a whole number N >= 0 (the input "
                             "and the first N nodes stay on the device) or a node name (it and "
                             "its ancestors stay)")
@@ -86,7 +88,7 @@ def describe_prefix(names: Sequence[str]) -> str:
 
 
 def memory_message(caps: Sequence[tuple[str, int]], spec: Spec, prefix: str, floor: float,
-                   exact: bool, enough: float | None) -> str:
+                   exact: bool, enough: float) -> str:
     """Why the device cannot hold the private prefix, and the least memory that would do.
     ``caps``: (host, memory_bytes) of the device's capped hosts."""
     cap = max(c for _, c in caps)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from ..errors import TiercutError
 from ..measure.profile import Profile
-from .privacy import PrivateInputError, check_private, parse_private
+from .privacy import PrivateInputError, Spec, check_private, parse_private
 
 DEFAULT_TIERS = ("device", "edge", "cloud")
 
@@ -90,7 +90,7 @@ class Scenario:
     input_bytes: int | None = None  # overrides the profiles' model input size
     # the model input never leaves the device: N (it and the first N nodes) or a node name
     # (it and its ancestors); see privacy.py. A Constraints.private_input overrides it.
-    private_input: int | str | None = None
+    private_input: Spec | None = None
 
     def __post_init__(self) -> None:
         if not self.tiers:

@@ -173,11 +173,9 @@ def _private_conflict(scenario: Scenario, objective: str, c: Constraints, words:
     if caps:
         found = best_plan(_device_memory(scenario, None), objective, c)
         if found is not None:  # with room enough on the device it is feasible
-            params = [0.0] * g.n_inputs + [float(n.param_bytes)
-                                           for n in scenario.hosts[0].profile.nodes]
-            floor = memory_floor(g.out_bytes, params, g.n_inputs, private)
-            exact = best_plan(_device_memory(scenario, floor), objective, c) is not None
             problem, side = build(scenario, found.route, objective, c, g)
+            floor = memory_floor(g.out_bytes, side.param_bytes, g.n_inputs, private)
+            exact = best_plan(_device_memory(scenario, floor), objective, c) is not None
             tiers = [scenario.tiers[t] for t in found.route.tiers]
             labels = [0] * g.n_inputs + [tiers.index(found.assignment[n])
                                          for n in g.names[g.n_inputs:]]

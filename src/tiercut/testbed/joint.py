@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import TiercutError
-from ..planner import Constraints, baseline, plan
+from ..planner import Constraints, baseline
 from ..planner.compress import JointPlan, check_max_loss, plan_with_codecs
 from ..planner.plan import Plan
 from ..planner.scenario import Scenario
@@ -63,10 +63,8 @@ class JointSetup:
         check_max_loss(self.max_loss, self.table.metric)
 
     def plans(self, scenario: Scenario) -> dict[str, Labelled]:
-        self.table.check(scenario.hosts[0].profile)
-        lossless = plan(scenario, "latency", self.constraints)
         joint = plan_with_codecs(scenario, self.table, self.max_loss, "latency",
-                                 self.constraints, z=self.z)
+                                 self.constraints, z=self.z)  # checks the table against it
         names = [n.name for n in scenario.hosts[0].profile.nodes]
         off = tuple((v, t) for v in names for t in scenario.tiers if t != "cloud")
         inputs_only = dataclasses.replace(
@@ -74,18 +72,20 @@ class JointSetup:
         to_cloud = plan_with_codecs(scenario, inputs_only, self.max_loss, "latency",
                                     Constraints(forbid=off), z=self.z)
         private = self.constraints.private_input is None
-        return {"all-device": self._labelled(JointPlan(*(baseline(scenario, "device"),) * 2,
-                                                       self.max_loss, self.table.metric), True),
+
+        def lossless(p: Plan) -> JointPlan:  # the scenario's own codecs on every hop
+            return JointPlan(p, p, self.max_loss, self.table.metric)
+
+        return {"all-device": self._labelled(lossless(baseline(scenario, "device")), True),
                 "input to cloud": self._labelled(to_cloud, private),
-                "best lossless split": self._labelled(JointPlan(lossless, lossless, self.max_loss,
-                                                                self.table.metric), True),
+                "best lossless split": self._labelled(lossless(joint.lossless), True),
                 "joint": self._labelled(joint, True)}
 
     def _labelled(self, jp: JointPlan, private: bool) -> Labelled:
         c = jp.choice
         if c is None:
             return Labelled(jp.plan, tuple(jp.codecs), "", 0.0, 1.0, None, private)
-        after = self.table.cuts[[x.position for x in self.table.cuts].index(jp.position)].after
+        after = self.table.cut(jp.position).after
         return Labelled(jp.plan, tuple(jp.codecs), f"cut {jp.position} ({after or 'input'})",
                         c.loss, c.ratio, self._bound(c), private)
 

@@ -66,7 +66,7 @@ class Run:
     """One plan measured under one setting."""
 
     setting: str
-    label: str  # "chosen", "all-device", "all-cloud"
+    label: str  # "chosen", "all-device", "all-cloud"; with a codec table, ``joint.LABELS``
     plan: Plan
     speeds: dict[str, float]  # each tier's speed factor the plan was made with
     measured_s: list[float] = field(default_factory=list)
@@ -89,10 +89,7 @@ class Run:
         return self.median_s / self.predicted_s - 1.0
 
     def placement(self) -> str:
-        counts = {t: 0 for t in self.plan.hosts}
-        for tier in self.plan.assignment.values():
-            counts[tier] += 1
-        return " ".join(f"{t}:{n}" for t, n in counts.items() if n)
+        return self.plan.placement()
 
 
 def links_for(setting: Setting) -> dict[tuple[str, str], Link]:
@@ -145,8 +142,7 @@ def measure(plans: dict[str, Plan], dial: dict[tuple[str, str], str],
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(SplitClient(
             r.plan.to_dict(), endpoints(r.plan), deadline_s=120.0,
-            **({"codec": codecs[r.label]} if codecs and r.label in codecs else {})))
-            for r in runs]
+            codec=(codecs or {}).get(r.label, "raw"))) for r in runs]
         start = time.monotonic()
         for i in range(warmup + requests):
             for run, client in zip(runs, clients):
