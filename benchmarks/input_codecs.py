@@ -7,7 +7,7 @@ photos of each photo's median over repeats) and the max and mean abs error in un
 0..1. Then the JPEG libraries compared on the same photos at quality 75 and 90 (4:2:0 chroma, as
 cameras write): Pillow, simplejpeg, and PyTurboJPEG where the system's libturbojpeg is installed.
 
-    pip install -e '.[bench]'        # scikit-image, for the photos
+    pip install -e '.[photos]'       # scikit-image, for the photos
     python benchmarks/input_codecs.py [--repeat 50]
 """
 from __future__ import annotations
@@ -31,20 +31,12 @@ CODECS = ("raw", "u8", "u8+zstd", "jpeg75", "jpeg90", "webp75", "webp80", "png")
 
 
 def photos() -> dict[str, np.ndarray]:
+    from tiercut.zoo.photos import PhotosError, photo
+
     try:
-        from skimage import data, transform
-    except ImportError:
-        raise SystemExit("the photos come with scikit-image: pip install -e '.[bench]' "
-                         "(or pip install scikit-image)") from None
-    out = {}
-    for name in PHOTOS:
-        img = getattr(data, name)()
-        h, w = img.shape[:2]
-        scale = 224 / min(h, w)  # the shorter side to 224, then the centre 224x224
-        small = transform.resize(img, (round(h * scale), round(w * scale)), anti_aliasing=True)
-        top, left = (small.shape[0] - 224) // 2, (small.shape[1] - 224) // 2
-        out[name] = np.round(small[top:top + 224, left:left + 224] * 255).astype(np.uint8)
-    return out
+        return {name: photo(name) for name in PHOTOS}
+    except PhotosError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def codec_rows(images: dict[str, np.ndarray], repeat: int) -> list[tuple]:

@@ -41,7 +41,8 @@ from tiercut.zoo import entry
 
 CASES = {
     "minilm_l6": dict(data="sentences", metric="cosine", cuts=6, private=0,
-                      settings=(Setting("1mbit", 1e6, 0.030), Setting("10mbit", 10e6, 0.020),
+                      settings=(Setting("1mbit", 1e6, 0.030), Setting("5mbit", 5e6, 0.030),
+                                Setting("10mbit", 10e6, 0.020),
                                 Setting("100mbit", 100e6, 0.005))),
     "digits_cnn": dict(data="digits", metric="top1", cuts="all", private=None,
                        settings=(Setting("10mbit", 10e6, 0.020),)),

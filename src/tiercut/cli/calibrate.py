@@ -1,7 +1,10 @@
 """``tiercut calibrate``: measure codecs at candidate cuts on held-out data -> codec table JSON.
 
 Datasets (``--data``): ``digits`` (the held-out split of scikit-learn's digits, with labels),
-``sentences`` (the sentences shipped in tiercut/data, tokenised for MiniLM, no labels), or a
+``sentences`` (the sentences shipped in tiercut/data, tokenised for MiniLM, no labels),
+``photos`` (scikit-image's real photos as 8-bit frames at the model's input size, labelled with
+the whole model's own top-1: the zoo's image models have random weights, so top-1 loss is the
+share of answers a codec changes), or a
 ``.npz`` / ``.pt`` file holding ``inputs`` (one array, or ``inputs_0``, ``inputs_1``... for
 several model inputs) and optionally ``labels``, batch first. ``.pt`` files are read with
 ``weights_only=True``; ``.npz`` without pickles.
@@ -44,6 +47,8 @@ def load_dataset(spec: str, entry, samples: int | None = None  # noqa: ANN001
 
         _, _, x, y = digits_data()
         inputs, labels = (x,), y
+    elif spec == "photos":
+        inputs, labels = _photos(entry)
     elif spec == "sentences":
         first = entry.inputs[0]
         seq = first.shape[1] if len(first.shape) == 2 and not first.dtype.is_floating_point else 128
@@ -55,6 +60,23 @@ def load_dataset(spec: str, entry, samples: int | None = None  # noqa: ANN001
         inputs = tuple(t[:samples] for t in inputs)
         labels = labels[:samples] if labels is not None else None
     return inputs, labels
+
+
+def _photos(entry) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:  # noqa: ANN001
+    from ..zoo.photos import PhotosError, photo_frames
+
+    first = entry.inputs[0]
+    if len(entry.inputs) != 1 or len(first.shape) != 4 or first.shape[1] != 3 \
+            or not first.dtype.is_floating_point:
+        raise CalibrationError(f"the photos dataset gives (N, 3, H, W) frames; model "
+                               f"{entry.name!r} takes {[tuple(s.shape) for s in entry.inputs]}")
+    try:
+        frames = photo_frames(first.shape[2], first.shape[3]).to(first.dtype)
+    except PhotosError as exc:
+        raise CalibrationError(str(exc)) from None
+    with torch.inference_mode():
+        labels = torch.cat([entry.build()(b).argmax(1) for b in frames.split(16)])
+    return (frames,), labels
 
 
 def _from_file(path: Path) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
@@ -102,8 +124,11 @@ def check_fits(inputs: Sequence[torch.Tensor], entry, source: str) -> None:  # n
 
 def calibrate_cmd(
     model: str = typer.Option(..., "--model", help="zoo model, e.g. digits_cnn or minilm_l6"),
-    data: str = typer.Option(..., "--data", help="digits, sentences, or a .npz/.pt file"),
-    cuts: str = typer.Option("all", "--cuts", help="all, or N evenly spaced cut positions"),
+    data: str = typer.Option(..., "--data", help="digits, sentences, photos, or a .npz/.pt "
+                             "file"),
+    cuts: str = typer.Option("all", "--cuts", help="all; N evenly spaced cut positions (the "
+                             "input among them); or positions P1,P2,... (0 or 'input': the "
+                             "model's input as the cut)"),
     codec_list: str = typer.Option("fp16,q8,q6,q4,q2", "--codecs",
                                    help="comma-separated codecs, e.g. fp16,q8,q4+lz4,q2+zstd"),
     metric: Optional[str] = typer.Option(None, "--metric",
@@ -122,7 +147,7 @@ def calibrate_cmd(
     try:
         torch.set_num_threads(threads)
         entry = resolve(model)
-        n_cuts: str | int = "all" if cuts == "all" else _int(cuts)
+        n_cuts, positions = _cuts(cuts)
         inputs, labels = load_dataset(data, entry, samples)
         chosen = metric or ("top1" if labels is not None else "cosine")
         if chosen not in METRICS:
@@ -131,7 +156,7 @@ def calibrate_cmd(
         graph = trace(module, entry.example_inputs(), name=model)
         table = calibrate(graph, inputs, labels, chosen, [c.strip() for c in codec_list.split(",")
                                                           if c.strip()], n_cuts, model,
-                          log=lambda m: console.print(m, highlight=False))
+                          log=lambda m: console.print(m, highlight=False), positions=positions)
     except TiercutError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2)
@@ -141,11 +166,28 @@ def calibrate_cmd(
                   f"wrote {output}")
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise CalibrationError(f"--cuts {text!r}: give 'all' or a number of cuts") from None
+def _cuts(text: str) -> tuple[str | int, list[int] | None]:
+    """--cuts: ("all", None), (N, None), or ("all", [positions]) for 'input' or 'P1,P2,...'."""
+    text = text.strip()
+    if text == "all":
+        return "all", None
+    if "," not in text and text != "input":
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is not None and n >= 1:
+            return n, None
+        raise CalibrationError(f"--cuts {text!r}: give 'all', a number N >= 1 of evenly spaced "
+                               "cuts, or positions such as input,5,9 (0 is the input)")
+    positions = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            positions.append(0 if part == "input" else int(part))
+        except ValueError:
+            raise CalibrationError(f"--cuts {text!r}: {part!r} is not a position; give "
+                                   "positions such as input,5,9 (0 is the input)") from None
+    return "all", positions
 
 
 def plan_with_table(scenario, codecs_path: Path, max_loss: float,  # noqa: ANN001

@@ -103,6 +103,9 @@ def plan_cmd(
             max_seconds=seconds, max_share=share, only_hosts=tuple(only_host),
             never_hosts=tuple(never_host),
             private_input=None if private_input is None else parse_private(private_input))
+        if sweep and codecs_path is not None:
+            _codec_sweep(scenario, constraints, sweep, plot, codecs_path, max_loss, loss_margin)
+            return
         if sweep:
             _sweep(scenario, constraints, sweep, plot)
             return
@@ -118,27 +121,75 @@ def plan_cmd(
         top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
     except TiercutError as exc:
         _fail(exc)
+    # an all-cloud baseline sends the input: with a private input it is what privacy rules out
+    private = bool(result.private) or (constraints.private_input is not None)
     if as_json:
         data = joint.to_dict() if joint is not None else result.to_dict()
         data["baselines"] = {f"all-{scenario.tiers[0]}": device.total_s,
                              **({f"all-{scenario.tiers[-1]}": top.total_s} if top else {})}
+        if top and private:
+            data["baselines_breaking_private_input"] = [f"all-{scenario.tiers[-1]}"]
         print(_json.dumps(data, indent=1))
         return
-    _print_plan(result, device, top)
+    _print_plan(result, device, top, private)
+
+
+def _range(text: str) -> tuple[float, float]:
+    from ..planner.scenario import parse_rate
+
+    low, sep, high = text.partition("..")
+    if not sep:
+        raise typer.BadParameter(f"--sweep-bandwidth {text!r} must look like 0.1mbit..1gbit")
+    return parse_rate(low), parse_rate(high)
+
+
+def _codec_sweep(scenario, constraints, text: str, path: Path, codecs_path: Path,  # noqa: ANN001
+                 max_loss: float, z: float) -> None:
+    """The joint cut+codec plan's regimes over the range, beside all-device and the input sent
+    to the last tier with its best calibrated input codec."""
+    from ..codecs.calibrate import CodecTable
+    from ..measure.plot import plot_sweep
+    from ..planner.codec_sweep import sweep_with_codecs
+
+    low_bps, high_bps = _range(text)
+    top = scenario.tiers[-1]
+    result = sweep_with_codecs(scenario, CodecTable.load(codecs_path), max_loss, low_bps,
+                               high_bps, constraints, z)
+    rows = Table("from Mbit/s", "plan", "nodes per tier", "first hop", "loss",
+                 title=f"joint cut and codec (loss <= {max_loss:g}), predicted")
+    seen = set()
+    for r in result.regimes:
+        p, hop = r.plan.plan, (r.plan.plan.hops[0] if r.plan.plan.hops else None)
+        tiers = set(p.assignment.values())
+        kind = ("all-device" if tiers == {scenario.tiers[0]} else
+                f"input to {top}" if tiers == {top} else "split")
+        ratio = r.plan.choice.ratio if r.plan.choice else 1.0
+        first = f"{_bytes(round(hop.bytes * ratio))} {hop.codec}" if hop else "-"
+        loss = f"{r.plan.choice.loss:.4f}" if r.plan.choice else "0"
+        seen.add(kind)
+        rows.add_row(f"{r.from_bps / 1e6:.4g}", kind, p.placement(), first, loss)
+    console.print(rows)
+    console.print(f"{len(result.regimes)} regimes over {low_bps / 1e6:g}..{high_bps / 1e6:g} "
+                  f"Mbit/s; {'a split wins somewhere' if 'split' in seen else 'no split wins'}")
+    bases = result.baselines
+    if constraints.private_input is not None or scenario.private_input is not None:
+        bases = {(f"{k} (breaks the private input)" if k.startswith("input to") else k): v
+                 for k, v in bases.items()}
+    plot_sweep(result.grid, result.joint_s, bases,
+               [r.from_bps for r in result.regimes[1:]],
+               f"{scenario.hosts[0].profile.model}: joint cut+codec, {len(result.regimes)} "
+               f"regimes", path, best_label="joint cut+codec plan")
+    console.print(f"plot -> {path}")
 
 
 def _sweep(scenario, constraints, text: str, path: Path) -> None:  # noqa: ANN001
     import numpy as np
 
     from ..planner import baseline
-    from ..planner.scenario import parse_rate
     from ..planner.table import build_table, plan_cost, with_device_bandwidth
     from ..measure.plot import plot_sweep
 
-    low, sep, high = text.partition("..")
-    if not sep:
-        raise typer.BadParameter(f"--sweep-bandwidth {text!r} must look like 0.1mbit..1gbit")
-    low_bps, high_bps = parse_rate(low), parse_rate(high)
+    low_bps, high_bps = _range(text)
     table = build_table(scenario, constraints, low_bps, high_bps)
     rows = Table("from Mbit/s", "plan: nodes per tier", "hops", title="decision table")
     starts = [low_bps, *table.breakpoints]
@@ -162,7 +213,7 @@ def _sweep(scenario, constraints, text: str, path: Path) -> None:  # noqa: ANN00
     console.print(f"plot -> {path}")
 
 
-def _print_plan(result, device, top) -> None:  # noqa: ANN001
+def _print_plan(result, device, top, private: bool = False) -> None:  # noqa: ANN001
     by_tier: dict[str, list[str]] = {}
     for node, t in result.assignment.items():
         by_tier.setdefault(t, []).append(node)
@@ -193,4 +244,5 @@ def _print_plan(result, device, top) -> None:  # noqa: ANN001
         console.print(f"[bold]slowest stage {result.value * 1e3:.2f} ms: {rate}[/bold]")
     console.print(f"[bold]predicted total {result.total_s * 1e3:.2f} ms[/bold]   baselines: "
                   f"{device.method} {device.total_s * 1e3:.2f} ms"
-                  + (f", {top.method} {top.total_s * 1e3:.2f} ms" if top else ""))
+                  + (f", {top.method} {top.total_s * 1e3:.2f} ms" if top else "")
+                  + (" (sends the input: not private)" if top and private else ""))

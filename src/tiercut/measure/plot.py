@@ -31,7 +31,8 @@ def plot_profile(profile: Profile, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_sweep(bandwidths, best_s, baselines: dict, breakpoints, title: str, path) -> None:
+def plot_sweep(bandwidths, best_s, baselines: dict, breakpoints, title: str, path,
+               best_label: str = "best plan (decision table)") -> None:
     """Predicted latency against the device link's bandwidth, with the one-tier baselines."""
     import matplotlib
 
@@ -40,7 +41,7 @@ def plot_sweep(bandwidths, best_s, baselines: dict, breakpoints, title: str, pat
 
     fig, ax = plt.subplots(figsize=(9, 5))
     mbit = [b / 1e6 for b in bandwidths]
-    ax.plot(mbit, [s * 1e3 for s in best_s], label="best plan (decision table)", linewidth=2.2)
+    ax.plot(mbit, [s * 1e3 for s in best_s], label=best_label, linewidth=2.2)
     for name, seconds in baselines.items():
         ax.plot(mbit, [s * 1e3 for s in seconds], linestyle="--", label=name)
     for b in breakpoints:

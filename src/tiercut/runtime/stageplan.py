@@ -117,6 +117,7 @@ class StagePlan:
                 raise PlanError(f"plan field 'assignment' puts node {node!r} on tier {tier!r}, "
                                 f"which is not on the route {list(tiers)}")
             out[node] = stage_of[tier]
+        _check_private(data.get("private", []), assignment, all_tiers[0])
         return cls(model=model, tiers=tiers, assignment=out, input_shape=_shape(input_shape))
 
     @classmethod
@@ -126,6 +127,22 @@ class StagePlan:
         """From a node -> stage index assignment over ``tiers`` (device first)."""
         return cls(model=model, tiers=tuple(tiers), assignment=dict(assignment),
                    input_shape=_shape(input_shape), batch=batch)
+
+
+def _check_private(private: Any, assignment: Mapping[str, Any], device: str) -> None:
+    """A plan made under a private input lists the nodes that must stay on the device; an
+    edited plan that moves one of them would send the input (or what reveals it) off it."""
+    if not isinstance(private, list) or not all(isinstance(v, str) for v in private):
+        raise PlanError(f"plan field 'private' must be a list of node names, got {private!r}")
+    for node in private:
+        if node not in assignment:
+            raise PlanError(f"plan field 'private' names node {node!r}, which the assignment "
+                            "does not place")
+        if assignment[node] != device:
+            raise PlanError(f"plan field 'private' keeps node {node!r} on the device "
+                            f"({device!r}), but the assignment puts it on "
+                            f"{assignment[node]!r}: the plan would send the private input off "
+                            "the device; plan again with --private-input")
 
 
 def _field(data: Mapping[str, Any], name: str, kind: type) -> Any:

@@ -17,7 +17,6 @@ the command line loads the table (``codecs.calibrate.CodecTable``).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -25,6 +24,7 @@ import torch
 
 from ..errors import TiercutError
 from ..planner import Constraints, baseline
+from ..planner.codec_sweep import input_to_top
 from ..planner.compress import JointPlan, check_max_loss, plan_with_codecs
 from ..planner.plan import Plan
 from ..planner.scenario import Scenario
@@ -65,12 +65,7 @@ class JointSetup:
     def plans(self, scenario: Scenario) -> dict[str, Labelled]:
         joint = plan_with_codecs(scenario, self.table, self.max_loss, "latency",
                                  self.constraints, z=self.z)  # checks the table against it
-        names = [n.name for n in scenario.hosts[0].profile.nodes]
-        off = tuple((v, t) for v in names for t in scenario.tiers if t != "cloud")
-        inputs_only = dataclasses.replace(
-            self.table, cuts=tuple(c for c in self.table.cuts if c.position == 0))
-        to_cloud = plan_with_codecs(scenario, inputs_only, self.max_loss, "latency",
-                                    Constraints(forbid=off), z=self.z)
+        to_cloud = input_to_top(scenario, self.table, self.max_loss, self.z)
         private = self.constraints.private_input is None
 
         def lossless(p: Plan) -> JointPlan:  # the scenario's own codecs on every hop
