@@ -146,3 +146,11 @@ def test_photos_are_real_8_bit_frames_at_the_size_asked():
     for bad in ({"height": 4}, {"width": 10_000}, {"crops": 6}, {"crops": 0}):
         with pytest.raises(PhotosError):
             photo_frames(**{"height": 32, "width": 32, **bad})
+
+
+def test_photos_dataset_fits_image_models_only():
+    from tiercut import zoo
+    from tiercut.cli.calibrate import load_dataset
+
+    with pytest.raises(CalibrationError, match=r"gives \(N, 3, H, W\) frames; model 'digits_cnn'"):
+        load_dataset("photos", zoo.entry("digits_cnn"))

@@ -2,9 +2,9 @@
 
 Datasets (``--data``): ``digits`` (the held-out split of scikit-learn's digits, with labels),
 ``sentences`` (the sentences shipped in tiercut/data, tokenised for MiniLM, no labels),
-``photos`` (scikit-image's real photos as 8-bit frames at the model's input size, labelled with
-the whole model's own top-1: the zoo's image models have random weights, so top-1 loss is the
-share of answers a codec changes), or a
+``photos`` (scikit-image's real photos as 8-bit frames at the model's input size, no labels: the
+zoo's image models have random weights, so the metric is the cosine to the whole model's
+output), or a
 ``.npz`` / ``.pt`` file holding ``inputs`` (one array, or ``inputs_0``, ``inputs_1``... for
 several model inputs) and optionally ``labels``, batch first. ``.pt`` files are read with
 ``weights_only=True``; ``.npz`` without pickles.
@@ -62,7 +62,7 @@ def load_dataset(spec: str, entry, samples: int | None = None  # noqa: ANN001
     return inputs, labels
 
 
-def _photos(entry) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:  # noqa: ANN001
+def _photos(entry) -> tuple[tuple[torch.Tensor, ...], None]:  # noqa: ANN001
     from ..zoo.photos import PhotosError, photo_frames
 
     first = entry.inputs[0]
@@ -74,9 +74,7 @@ def _photos(entry) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:  # noqa: AN
         frames = photo_frames(first.shape[2], first.shape[3]).to(first.dtype)
     except PhotosError as exc:
         raise CalibrationError(str(exc)) from None
-    with torch.inference_mode():
-        labels = torch.cat([entry.build()(b).argmax(1) for b in frames.split(16)])
-    return (frames,), labels
+    return (frames,), None
 
 
 def _from_file(path: Path) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
