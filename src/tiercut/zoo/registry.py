@@ -81,13 +81,19 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> ZooEntry:
+    """A zoo model by name; ``<image model>+frames`` takes 8-bit frames (``frames.py``)."""
     _load_all()
+    from .frames import SUFFIX, frames_entry
+
+    if name.endswith(SUFFIX) and name[:-len(SUFFIX)] in _ZOO:
+        return frames_entry(_ZOO[name[:-len(SUFFIX)]])
     try:
         return _ZOO[name]
     except KeyError:
         raise UnknownModelError(
-            f"unknown model {name!r}; zoo models are: {', '.join(sorted(_ZOO))} "
-            "(or give a 'package.module:factory' path)"
+            f"unknown model {name!r}; zoo models are: {', '.join(sorted(_ZOO))}, each image "
+            f"model also as NAME{SUFFIX} (taking 8-bit frames), or give a "
+            "'package.module:factory' path"
         ) from None
 
 
