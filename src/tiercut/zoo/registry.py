@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UnknownModelError
+from .frames import SUFFIX, Normalized
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,34 @@ class ZooEntry:
         return tuple(spec.example(batch, seed=i) for i, spec in enumerate(self.inputs))
 
 
+@dataclass(frozen=True)
+class FrameInput(InputSpec):
+    """An (N, C, H, W) frame of 8-bit pixels as k / 255: what the ``u8`` codec carries exactly."""
+
+    def example(self, batch: int = 1, seed: int = 0) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        pixels = torch.randint(0, 256, (batch, *self.shape[1:]), generator=gen)
+        return pixels.to(self.dtype) / 255
+
+
+def frames_entry(base: ZooEntry) -> ZooEntry:
+    """``base`` (one (N, 3, H, W) float input) taking frames: ``<name>+frames``."""
+    first = base.inputs[0]
+    if len(base.inputs) != 1 or len(first.shape) != 4 or first.shape[1] != 3 \
+            or not first.dtype.is_floating_point:
+        raise UnknownModelError(
+            f"{base.name}{SUFFIX}: frames are (N, 3, H, W) images and {base.name!r} takes "
+            f"{[tuple(s.shape) for s in base.inputs]}; '{SUFFIX}' fits the zoo's image models")
+    factory = base.factory
+
+    def build() -> nn.Module:
+        return Normalized(factory())
+
+    return ZooEntry(base.name + SUFFIX, build, (FrameInput(first.name, first.shape, first.dtype),),
+                    f"{base.summary}, taking 8-bit frames (ImageNet normalisation as its first "
+                    "nodes)", base.params, base.macs)
+
+
 _ZOO: dict[str, ZooEntry] = {}
 
 
@@ -83,8 +112,6 @@ def names() -> list[str]:
 def entry(name: str) -> ZooEntry:
     """A zoo model by name; ``<image model>+frames`` takes 8-bit frames (``frames.py``)."""
     _load_all()
-    from .frames import SUFFIX, frames_entry
-
     if name.endswith(SUFFIX) and name[:-len(SUFFIX)] in _ZOO:
         return frames_entry(_ZOO[name[:-len(SUFFIX)]])
     try:
