@@ -21,6 +21,7 @@ MAY_IMPORT = {
     "measure": {"graph"},
     "codecs": {"graph", "measure"},
     "planner": {"measure", "codecs"},
+    "decompose": {"graph", "measure", "planner"},
     "link": {"planner"},
     "runtime": {"graph", "codecs", "zoo"},
     "adapt": {"planner", "runtime"},
