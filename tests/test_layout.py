@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "planner": {"measure", "codecs"},
     "decompose": {"graph", "measure", "planner"},
     "link": {"planner"},
-    "runtime": {"graph", "codecs", "zoo"},
+    "runtime": {"graph", "codecs", "zoo", "decompose"},
     "adapt": {"planner", "runtime"},
     "sim": {"planner", "link", "adapt"},
     "dashboard": {"planner", "runtime", "adapt"},

@@ -51,6 +51,7 @@ def add_servicer(servicer: Any, server: grpc.aio.Server) -> None:
                     response_serializer=pb.InferStreamReply.SerializeToString),
                 "Health": handler(servicer.Health, pb.HealthRequest, pb.HealthReply),
                 "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply),
-                "Probe": handler(servicer.Probe, pb.ProbeRequest, pb.ProbeReply)}
+                "Probe": handler(servicer.Probe, pb.ProbeRequest, pb.ProbeReply),
+                "RunPart": handler(servicer.RunPart, pb.RunPartRequest, pb.RunPartReply)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "tiercut.runtime.TierServer", handlers),))

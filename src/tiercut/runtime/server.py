@@ -9,6 +9,8 @@ and returns the model outputs known after the chain with every server's timings 
 ``InferStream`` does the same for many requests on one long-lived call (what SplitClient and
 forwarding tiers use, stream.py): each request is answered in-band with its reply or the
 status the unary ``Infer`` would have given, and a bad request does not end the stream.
+``RunPart`` computes one part of a layer range divided across servers (parts.py; the device
+side is fanout.py), admitted and bounded like ``Infer``.
 
 Errors map to gRPC status codes (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE,
 INTERNAL) with a message naming the value, plan or endpoint; the server keeps serving.
@@ -33,7 +35,8 @@ Hostile clients and overload (docs: security.py for TLS and the token):
 This module holds the handlers; the rest of a server lives beside it: stagecache.py (Prepare's
 checks and the prepared stages), backends.py (what runs a stage), admission.py (the bounds and
 the load), workers.py (the worker pool), forward.py (on to the next tier), dispatch.py (the RPC
-table), launch.py (running a server in a thread, a child process, or until SIGTERM).
+table), parts.py (RunPart's checks and work), launch.py (running a server in a thread, a child
+process, or until SIGTERM).
 """
 from __future__ import annotations
 
@@ -55,6 +58,7 @@ from .admission import Admission, client_id
 from .backends import BACKENDS, BackendError
 from .dispatch import Undecodable, add_servicer
 from .forward import Forwarder
+from .parts import PartRunner
 from .security import ClientSecurity, ServerSecurity, check_bind
 from .stagecache import Prepared, StageCache
 from .status import Abort, check_codec, code_number
@@ -96,6 +100,7 @@ class TierServer(pb_grpc.TierServerServicer):
         self._stages = StageCache(self.models, limits, backend, max_plans, cache_dir, threads)
         self._admission = Admission(max_in_flight, max_per_client)
         self._next = Forwarder(forward_security, max_message_bytes)
+        self._parts = PartRunner(self.models, limits)
         self._server: grpc.aio.Server | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._serving = False
@@ -176,6 +181,17 @@ class TierServer(pb_grpc.TierServerServicer):
                                load=wire.load_to_pb(self.load()))
 
     async def Infer(self, request: pb.InferRequest, context: Any) -> pb.InferReply:
+        return await self._admitted(context, lambda deadline, client: self._infer(
+            request, deadline, client))
+
+    async def RunPart(self, request: pb.RunPartRequest, context: Any) -> pb.RunPartReply:
+        """One part of a divided layer range (parts.py)."""
+        return await self._admitted(context, lambda deadline, client: self._parts.run(
+            request, self.endpoint, deadline, self._pool, self._admission))
+
+    async def _admitted(self, context: Any, work: Any) -> Any:
+        """``await work(deadline, client)`` for a unary call once it is admitted, its Abort
+        answered as the call's status; a refused call is answered with the load."""
         client = client_id(context)
         refused = self._admit(client)
         if refused is not None:
@@ -185,7 +201,7 @@ class TierServer(pb_grpc.TierServerServicer):
         try:
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
-            return await self._infer(request, deadline, client)
+            return await work(deadline, client)
         except Abort as exc:
             await context.abort(exc.code, exc.message)
         finally:

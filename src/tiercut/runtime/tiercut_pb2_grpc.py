@@ -64,6 +64,11 @@ class TierServerStub:
                 request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
                 response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
                 _registered_method=True)
+        self.RunPart = channel.unary_unary(
+                '/tiercut.runtime.TierServer/RunPart',
+                request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.RunPartRequest.SerializeToString,
+                response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.RunPartReply.FromString,
+                _registered_method=True)
 
 
 class TierServerServicer:
@@ -108,6 +113,13 @@ class TierServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPart(self, request, context):
+        """One part of a divided layer range (parts.py); the device gathers the parts (fanout.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TierServerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +152,11 @@ def add_TierServerServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.FromString,
                     response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.SerializeToString,
+            ),
+            'RunPart': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPart,
+                    request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.RunPartRequest.FromString,
+                    response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.RunPartReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +321,33 @@ class TierServer:
             '/tiercut.runtime.TierServer/Probe',
             tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
             tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tiercut.runtime.TierServer/RunPart',
+            tiercut_dot_runtime_dot_tiercut__pb2.RunPartRequest.SerializeToString,
+            tiercut_dot_runtime_dot_tiercut__pb2.RunPartReply.FromString,
             options,
             channel_credentials,
             insecure,
