@@ -64,6 +64,18 @@ def test_a_part_costs_what_its_rows_say(vgg):
     assert math.isinf(m[5, 5]) and math.isinf(m[6, 5])
 
 
+def test_a_measured_efficiency_curve_scales_a_part_by_its_share_of_the_rows(vgg):
+    run = SpatialRun(vgg, "features_17", "features_22")
+    costs = row_costs(run)
+    plain = Worker("w", {v: 0.01 for v in run.names})
+    curved = Worker("w", plain.seconds, efficiency=((1.0, 1.0), (0.5, 0.8)))
+    a, b = part_seconds(costs, plain), part_seconds(costs, curved)
+    h = costs.height
+    assert b[0, h] == pytest.approx(a[0, h])  # the whole run: as profiled
+    assert b[0, h // 2] == pytest.approx(0.8 * a[0, h // 2])  # half the rows: as measured
+    assert b[0, 3 * h // 4] == pytest.approx(0.9 * a[0, 3 * h // 4])  # interpolated between
+
+
 def test_equal_hosts_divide_evenly_and_the_heuristic_finds_it(vgg):
     run = SpatialRun(vgg, "features_17", "features_22")
     costs = row_costs(run)

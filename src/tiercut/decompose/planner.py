@@ -54,6 +54,10 @@ class Worker:
     seconds: Mapping[str, float]
     rate_bps: float = math.inf
     latency_s: float = 0.0
+    # measured (share of the output's rows, seconds of such a part over share x whole-run
+    # seconds) pairs: a smaller tile can run faster per row (its activations stay in cache);
+    # the factor is interpolated in the share, 1 where none is given
+    efficiency: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,10 @@ def part_seconds(costs: RowCosts, worker: Worker) -> np.ndarray:
     for v in costs.names:
         rows = costs.end[v][None, :] - costs.start[v][:, None]
         total += worker.seconds.get(v, 0.0) * np.maximum(rows, 0) / costs.node_height[v]
+    if worker.efficiency:
+        share = (np.arange(h + 1)[None, :] - np.arange(h + 1)[:, None]) / h
+        xs, ys = zip(*sorted(worker.efficiency))
+        total *= np.interp(share, xs, ys)
     if math.isfinite(worker.rate_bps):
         src_rows = costs.end[costs.source][None, :] - costs.start[costs.source][:, None]
         out_rows = np.arange(h + 1)[None, :] - np.arange(h + 1)[:, None]
