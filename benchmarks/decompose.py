@@ -38,7 +38,7 @@ import torch.fx as fx
 
 from tiercut import trace
 from tiercut.decompose import SpatialRun
-from tiercut.decompose.planner import Worker, best_division, row_costs
+from tiercut.decompose.planner import Worker, best_division, part_seconds, row_costs
 from tiercut.link.child import ProxySpec, proxies_in_child
 from tiercut.measure import cpucap
 from tiercut.measure.profiler import ProfileSettings, profile_model
@@ -137,9 +137,11 @@ def main() -> None:
                                              for _ in range(3))
                 full = compute_s(h)
                 speeds.append(sum(here[v] for v in run.names) / full)
-                # the part's seconds against its share of the whole, as measured on this node
-                # (halo included, so the curve holds what the halo costs at that size)
-                curves.append(((1.0, 1.0), *((k / h, compute_s(k) / (full * k / h))
+                # measured over modelled seconds of a part of k rows (the model counts its
+                # halo already): what the tile's size does beyond its share of the work
+                model = part_seconds(costs, Worker("m", {v: here[v] / speeds[-1]
+                                                         for v in run.names}))
+                curves.append(((1.0, 1.0), *((k / h, compute_s(k) / model[0, k])
                                              for k in (h // 2, h // 4) if k >= 1)))
             workers = [Worker(addresses[i], {v: here[v] / speeds[i] for v in run.names}, rate,
                               delay, curves[i]) for i in range(args.nodes)]

@@ -127,3 +127,26 @@ def test_the_plan_divides_a_run_only_where_it_predicts_a_gain(vgg):
     assert alone.run is None
     with pytest.raises(ScenarioError, match="unknown tier 'fog'"):
         plan_with_division(scenario(vgg, 2, "1gbit"), vgg, tier="fog")
+
+
+def test_cli_plan_divide_tiles_a_run_across_the_edge_hosts():
+    import json
+
+    from typer.testing import CliRunner
+
+    from tiercut.cli import app
+
+    base = ["plan", "--model", "vgg16", "--tier", "device=x0.05", "--tier", "edge=x1,x1,x1",
+            "--link", "device-edge=100mbit,2ms"]
+    run = CliRunner().invoke(app, [*base, "--link", "edge-edge=10gbit,0.1ms", "--divide",
+                                   "edge", "--json"])
+    assert run.exit_code == 0, run.output
+    data = json.loads(run.output)
+    division = data["division"]
+    assert division and len(division["hosts"]) >= 2
+    assert data["predicted"]["total_s"] < division["undivided_total_s"]
+    text = CliRunner().invoke(app, [*base, "--link", "edge-edge=1mbit,50ms", "--divide", "edge"],
+                              env={"COLUMNS": "150"})
+    assert text.exit_code == 0 and "no run divided" in text.output
+    bad = CliRunner().invoke(app, ["plan", "--tier", "device=x1", "--divide", "edge"])
+    assert bad.exit_code != 0

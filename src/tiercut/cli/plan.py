@@ -80,6 +80,9 @@ def plan_cmd(
                                       "admit a codec when its calibrated loss plus this many "
                                       "standard errors is within --max-loss (1.645: one-sided "
                                       "95%; 0 trusts the calibration's mean)"),
+    divide: Optional[str] = typer.Option(None, "--divide", help="TIER: one run of layers may "
+                                         "be tiled across that tier's hosts (needs --model and "
+                                         "a TIER-TIER link between them)"),
     as_json: bool = typer.Option(False, "--json"),
     sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
                                         "0.1mbit..1gbit: print the decision table's breakpoints"),
@@ -103,6 +106,9 @@ def plan_cmd(
             max_seconds=seconds, max_share=share, only_hosts=tuple(only_host),
             never_hosts=tuple(never_host),
             private_input=None if private_input is None else parse_private(private_input))
+        if divide is not None:
+            _divided(model, scenario, constraints, divide, as_json)
+            return
         if sweep and codecs_path is not None:
             _codec_sweep(scenario, constraints, sweep, plot, codecs_path, max_loss, loss_margin)
             return
@@ -132,6 +138,45 @@ def plan_cmd(
         print(_json.dumps(data, indent=1))
         return
     _print_plan(result, device, top, private)
+
+
+def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  # noqa: ANN001
+    """The plan where one run of ``tier``'s nodes may be tiled across its hosts."""
+    import json as _json
+
+    from ..decompose.planner import plan_with_division
+    from ..graph.trace import trace
+    from ..zoo import resolve
+
+    if model is None:
+        raise typer.BadParameter("--divide needs --model (the graph is traced to tile it)")
+    e = resolve(model)
+    graph = trace(e.build(), e.example_inputs(), name=model)
+    d = plan_with_division(scenario, graph, tier, constraints)
+    if as_json:
+        data = d.plan.to_dict()
+        data["division"] = None if d.run is None else {
+            "first": d.run[0], "last": d.run[1], "coordinator": d.coordinator,
+            "hosts": list(d.division.workers), "row_bounds": list(d.division.bounds),
+            "part_s": list(d.division.part_s), "undivided_total_s": d.undivided.total_s}
+        print(_json.dumps(data, indent=1))
+        return
+    _print_plan(d.plan, baseline_of(scenario, 0), None)
+    if d.run is None:
+        console.print(f"no run divided: tiling across {tier}'s "
+                      f"{len(scenario.hosts_of(tier))} host(s) predicts no gain")
+        return
+    div = d.division
+    console.print(f"[bold]divided[/bold] {d.run[0]} .. {d.run[1]} across {', '.join(div.workers)}"
+                  f" (row bounds {list(div.bounds)}; parts {', '.join(f'{s * 1e3:.1f}' for s in div.part_s)}"
+                  f" ms) from {d.coordinator}: predicted {d.plan.total_s * 1e3:.2f} ms against "
+                  f"{d.undivided.total_s * 1e3:.2f} ms undivided")
+
+
+def baseline_of(scenario, index: int):  # noqa: ANN001, ANN201
+    from ..planner import baseline
+
+    return baseline(scenario, scenario.tiers[index])
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -38,8 +38,10 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
                         here = _profile_here(model, console)
                     from ..measure.predict import scale_profile
 
-                    hosts.append(Host(f"{tier}-{item}", tier,
-                                      scale_profile(here, _speed(item), f"{tier}-{item}")))
+                    name = f"{tier}-{item}"
+                    if any(h.name == name for h in hosts):  # edge=x1,x1: two hosts alike
+                        name += f"-{sum(h.name.startswith(name) for h in hosts) + 1}"
+                    hosts.append(Host(name, tier, scale_profile(here, _speed(item), name)))
                 else:
                     profile = Profile.load(item)
                     name = Path(item).stem

@@ -54,9 +54,9 @@ class Worker:
     seconds: Mapping[str, float]
     rate_bps: float = math.inf
     latency_s: float = 0.0
-    # measured (share of the output's rows, seconds of such a part over share x whole-run
-    # seconds) pairs: a smaller tile can run faster per row (its activations stay in cache);
-    # the factor is interpolated in the share, 1 where none is given
+    # measured (share of the output's rows, a part's measured seconds over what this model
+    # gives it, halo included) pairs: a smaller tile can run faster per row (its activations
+    # stay in cache); the factor is interpolated in the share, 1 where none is given
     efficiency: tuple[tuple[float, float], ...] = ()
 
 
