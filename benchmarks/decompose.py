@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.fx as fx
 
 from tiercut import trace
 from tiercut.decompose import SpatialRun
+from tiercut.graph.split import node_values
 from tiercut.decompose.planner import Worker, best_division, part_seconds, row_costs
 from tiercut.link.child import ProxySpec, proxies_in_child
 from tiercut.measure import cpucap
@@ -48,20 +48,6 @@ from tiercut.runtime.launch import spawn
 from tiercut.zoo import entry
 
 MODEL = "vgg16"
-
-
-def values(graph, inputs):
-    out = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            v = super().run_node(n)
-            out[n.name] = v
-            return v
-
-    with torch.inference_mode():
-        Recorder(graph.module).run(*inputs)
-    return out
 
 
 def memory_bytes(run: SpatialRun, part) -> int:
@@ -101,7 +87,7 @@ def main() -> None:
     e = entry(MODEL)
     module, inputs = e.build(), e.example_inputs()
     graph = trace(module, inputs, name=MODEL)
-    vals = values(graph, inputs)
+    vals = node_values(graph, *inputs)
     print(f"profiling {MODEL} here (1 thread) ...", flush=True)
     here = {n.name: n.latency_s for n in profile_model(
         module, inputs, name=MODEL, settings=ProfileSettings(threads=1, repeat=3)).nodes}

@@ -7,30 +7,15 @@ were bit-exact; tiles a few pixels wide differed by about 1e-6 relative).
 """
 import pytest
 import torch
-import torch.fx as fx
 from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
 from tiercut import trace, zoo
 from tiercut.decompose import DecomposeError, SpatialRun
 from tiercut.decompose.channels import ChannelSplit
+from tiercut.graph.split import node_values as values
 
 REL = 1e-5
-
-
-def values(graph, *inputs):
-    """Every node's value on ``inputs``, by name."""
-    out = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            v = super().run_node(n)
-            out[n.name] = v
-            return v
-
-    with torch.inference_mode():
-        Recorder(graph.module).run(*inputs)
-    return out
 
 
 def close(y, ref, exact):

@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 import torch
-import torch.fx as fx
 
+from tiercut.graph.split import node_values
 from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
 from tiercut.runtime import wire
@@ -37,15 +37,7 @@ def case(servers):
     """The run's source (a random input) and the undivided model's value of LAST on it."""
     graph = model_graph(MODEL)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    out = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            out[n.name] = v = super().run_node(n)
-            return v
-
-    with torch.inference_mode():
-        Recorder(graph.module).run(x)
+    out = node_values(graph, x)
     assert spatial_run(MODEL, FIRST, LAST).source == "x"
     return x, out[LAST]
 

@@ -127,6 +127,23 @@ def run_stages(graph: Graph, stages: list[Stage], *inputs: Any) -> Any:
     return assemble_output(graph, env)
 
 
+def node_values(graph: Graph, *inputs: Any) -> dict[str, Any]:
+    """Every node's value on ``inputs``, by name (no grad): what a stage, a part of a divided
+    run or a decoded tensor must be checked against."""
+    import torch
+
+    values: dict[str, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            values[n.name] = super().run_node(n)
+            return values[n.name]
+
+    with torch.inference_mode():
+        Recorder(graph.module).run(*inputs)
+    return values
+
+
 def assemble_output(graph: Graph, env: Mapping[str, Any]) -> Any:
     """The model's output, structured as the model returns it, from the values in ``env``."""
     out_node = next(n for n in graph.module.graph.nodes if n.op == "output")
