@@ -121,6 +121,8 @@ def test_the_plan_divides_a_run_only_where_it_predicts_a_gain(vgg):
     assert fast.run is not None and len(fast.division.workers) >= 2
     assert fast.plan.total_s < fast.undivided.total_s and fast.saving_s > 0
     assert {fast.plan.assignment[v] for v in SpatialRun(vgg, *fast.run).names} == {"edge"}
+    every = plan_with_division(scenario(vgg, 3, "10gbit,0.1ms"), vgg, tries=None)
+    assert every.plan.total_s <= fast.plan.total_s + 1e-12  # solving for every run: the optimum
     slow = plan_with_division(scenario(vgg, 3, "1mbit,50ms"), vgg)
     assert slow.run is None and slow.plan is slow.undivided
     alone = plan_with_division(scenario(vgg, 1, "10gbit,0.1ms"), vgg)

@@ -29,7 +29,7 @@ MAY_IMPORT = {
     "dashboard": {"planner", "runtime", "adapt"},
     "testbed": {"zoo", "graph", "measure", "planner", "link", "runtime"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
-            "testbed", "dashboard"},
+            "testbed", "dashboard", "decompose"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400

@@ -241,9 +241,14 @@ def _with_seconds(host: Host, seconds: Mapping[str, float]) -> Host:
 
 def plan_with_division(scenario: Scenario, graph: Graph, tier: str = "edge",
                        constraints: Constraints = Constraints(), max_parts: int | None = None,
-                       method: str = "exact", tries: int = 5, max_nodes: int = 60
+                       method: str = "exact", tries: int | None = 5, max_nodes: int = 60
                        ) -> DividedPlan:
-    """The latency plan where one run of ``tier``'s nodes may be divided across its hosts."""
+    """The latency plan where one run of ``tier``'s nodes may be divided across its hosts.
+
+    Every candidate run gets its best division alone (cheap); the whole plan is then solved
+    for the ``tries`` runs whose division saves the most on its own (None: for every one, the
+    exact optimum of this model over runs and cuts; the default is a heuristic, since the
+    cut around a run rarely turns a smaller saving into the largest)."""
     scenario.tier_index(tier)
     hosts = scenario.hosts_of(tier)
     if not hosts:
@@ -268,7 +273,8 @@ def plan_with_division(scenario: Scenario, graph: Graph, tier: str = "edge",
             if len(division.workers) > 1 and division.total_s < alone:
                 options.append((alone - division.total_s, run, c, division, alone))
     best = DividedPlan(undivided, undivided)
-    for _, run, c, division, alone in sorted(options, key=lambda o: -o[0])[:tries]:
+    ranked = sorted(options, key=lambda o: -o[0])
+    for _, run, c, division, alone in ranked if tries is None else ranked[:tries]:
         scale = division.total_s / alone  # the run's nodes take the division's time in all
         seconds = {v: c.profile.node(v).latency_s * scale for v in run.names}
         divided = dataclasses.replace(scenario, hosts=tuple(
