@@ -38,7 +38,7 @@ from ..errors import TiercutError
 from . import tiercut_pb2 as pb
 from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
-from .hosts import _RECONNECT  # reconnect soon after a server comes back
+from .hosts import RECONNECT  # reconnect soon after a server comes back
 from .parts import output_signature, spatial_run
 from .security import ClientSecurity, metadata, open_channel
 from .stageplan import Signature
@@ -284,7 +284,7 @@ class FanOut:
         with self._lock:
             if host not in self._stubs:
                 channel = open_channel(host, self.security,
-                                       channel_options(self.max_message_bytes) + _RECONNECT,
+                                       channel_options(self.max_message_bytes) + RECONNECT,
                                        sync=True)
                 self._stubs[host] = (channel, pb_grpc.TierServerStub(channel))
             return self._stubs[host][1]

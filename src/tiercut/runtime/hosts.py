@@ -13,7 +13,7 @@ from .stream import InferStream
 from .transport import channel_options
 
 # reconnect soon after a server comes back (gRPC's default backoff grows to 120 s)
-_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
               ("grpc.max_reconnect_backoff_ms", 1000)]
 
 Endpoints = Sequence["str | Sequence[str]"] | Mapping[str, "str | Sequence[str]"]
@@ -59,7 +59,7 @@ class Channels:
             self._per_loop[id(loop)] = entry
         if host not in entry[1]:
             channel = open_channel(host, self.security,
-                                   channel_options(self.max_message_bytes) + _RECONNECT)
+                                   channel_options(self.max_message_bytes) + RECONNECT)
             entry[1][host] = (channel, pb_grpc.TierServerStub(channel),
                               InferStream(channel, self.metadata))
         return entry[1][host]
