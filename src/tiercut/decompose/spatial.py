@@ -9,9 +9,9 @@ rectangles every node must compute are found backwards: a node computes the hull
 consumers in the run read of it. The part then runs forwards on the source's rectangle, each
 windowed node on its input's rectangle padded explicitly where it reaches past the image.
 
-``Part.halo_rows`` and ``Part.node_share`` say what a part costs: the source rows it is sent
-(halo included) and, per node, the share of that node's output it computes (over 1 when the
-parts overlap). The planner (``planner.py``) counts both; nothing here decides where a part
+``Part.halo_rows`` and ``Part.area(node)`` say what a part costs: the source rows it is sent
+(halo included) and, per node, how much of that node's output it computes (the parts' areas
+add up to more than the node's where they overlap). The planner (``planner.py``) counts both; nothing here decides where a part
 runs.
 """
 from __future__ import annotations
