@@ -55,7 +55,7 @@ _ENDPOINTS_HELP = ("host:port of each tier after the device, in route order, com
                    "several hosts of one tier separated by | (tried in order)")
 
 
-def _load_plan(path: Path, input_shape: Optional[str]):  # noqa: ANN202
+def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa: ANN202
     from ..runtime.stageplan import StagePlan
 
     shape = None
@@ -68,7 +68,12 @@ def _load_plan(path: Path, input_shape: Optional[str]):  # noqa: ANN202
         text = path.read_text()
     except OSError as exc:
         raise typer.BadParameter(f"--plan {str(path)!r}: {exc.strerror}") from None
-    return StagePlan.from_json(text, shape)
+    named = None
+    if peers:
+        named = dict(p.split("=", 1) for p in peers.split(",") if "=" in p)
+        if len(named) != len(peers.split(",")):
+            raise typer.BadParameter(f"--peers {peers!r} is not like name=host:port,...")
+    return StagePlan.from_json(text, shape, named)
 
 
 def _load_input(path: Path):  # noqa: ANN202
@@ -126,6 +131,8 @@ def serve_cmd(
     max_per_client: int = typer.Option(32, "--max-per-client", min=1, help="requests one "
                                        "client (tiercut-client-id, else peer address) may have "
                                        "in flight"),
+    peers: str = typer.Option("", "--peers", help="host:port,... this server may fan a divided "
+                              "stage out to (a plan naming another is refused)"),
     max_elements: Optional[int] = typer.Option(None, "--max-elements", min=1, help="largest "
                                                "tensor accepted, in elements"),
     cpus: Optional[str] = typer.Option(None, "--cpus", help="run on these CPUs only, e.g. 1, "
@@ -175,7 +182,8 @@ def serve_cmd(
                             max_message_bytes=max_message_mb << 20, backend=backend,
                             cache_dir=cache_dir, limits=limits, security=security,
                             forward_security=forward, insecure_bind=insecure_bind,
-                            max_in_flight=max_in_flight, max_per_client=max_per_client)
+                            max_in_flight=max_in_flight, max_per_client=max_per_client,
+                            peers=[p for p in peers.split(",") if p])
     except SecurityError as exc:
         _fail(exc)
 
@@ -209,6 +217,8 @@ def infer_cmd(
     tls_ca: Optional[Path] = _TLS_CA, client_cert: Optional[Path] = _CLIENT_CERT,
     client_key: Optional[Path] = _CLIENT_KEY, token_file: Optional[Path] = _TOKEN,
     server_name: Optional[str] = _SERVER_NAME,
+    peers: str = typer.Option("", "--peers", help="for a divided plan (plan --divide): each "
+                              "division host's endpoint, name=host:port,..."),
 ) -> None:
     """Run one request of PLAN across the tier servers; print the output and the measurement."""
     import dataclasses
@@ -217,7 +227,10 @@ def infer_cmd(
 
     from ..runtime.stageplan import example_inputs
 
-    stage_plan = _load_plan(plan, input_shape)
+    try:
+        stage_plan = _load_plan(plan, input_shape, peers)
+    except TiercutError as exc:
+        _fail(exc)
     client = _client(stage_plan, endpoints, codec,
                      _client_security(tls_ca, client_cert, client_key, token_file, server_name),
                      deadline_s=deadline, fallback=not no_fallback)

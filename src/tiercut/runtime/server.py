@@ -60,6 +60,7 @@ from .dispatch import Undecodable, add_servicer
 from .forward import Forwarder
 from .parts import PartRunner
 from .security import ClientSecurity, ServerSecurity, check_bind
+from .divided import divided_stage
 from .stagecache import Prepared, StageCache
 from .status import Abort, check_codec, code_number
 from .transport import MAX_MESSAGE_BYTES, channel_options, keep_freed_memory
@@ -77,7 +78,8 @@ class TierServer(pb_grpc.TierServerServicer):
                  cache_dir: str | os.PathLike | None = None,
                  security: ServerSecurity | None = None,
                  forward_security: ClientSecurity | None = None, insecure_bind: bool = False,
-                 max_in_flight: int = 64, max_per_client: int = 32):
+                 max_in_flight: int = 64, max_per_client: int = 32,
+                 peers: Sequence[str] = ()):
         if not models:
             raise ValueError("a tier server needs at least one model to host (--models)")
         if backend not in BACKENDS:
@@ -97,7 +99,8 @@ class TierServer(pb_grpc.TierServerServicer):
         self.tune_malloc, self.max_plans = tune_malloc, max_plans
         self.cache_dir = cache_dir  # for backends that cache files (onnxruntime)
         self.endpoint = ""
-        self._stages = StageCache(self.models, limits, backend, max_plans, cache_dir, threads)
+        self._stages = StageCache(self.models, limits, backend, max_plans, cache_dir, threads,
+                                  peers, divided_stage)
         self._admission = Admission(max_in_flight, max_per_client)
         self._next = Forwarder(forward_security, max_message_bytes)
         self._parts = PartRunner(self.models, limits)

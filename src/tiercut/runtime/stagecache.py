@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grpc
 
@@ -39,7 +39,10 @@ class StageCache:
     """Prepared stages by (plan id, stage), in the order they were prepared."""
 
     def __init__(self, models: Sequence[str], limits: codecs.Limits, backend: str,
-                 max_plans: int, cache_dir: str | os.PathLike | None, threads: int | None):
+                 max_plans: int, cache_dir: str | os.PathLike | None, threads: int | None,
+                 peers: Sequence[str] = (), divide: Callable | None = None):
+        self.peers = tuple(peers)  # the only endpoints a divided stage may fan out to
+        self.divide = divide  # (plan, layout, k) -> the divided stage (divided.divided_stage)
         self.models, self.limits, self.backend = tuple(models), limits, backend
         self.max_plans, self.cache_dir, self.threads = max_plans, cache_dir, threads
         self.prepared: dict[tuple[str, int], Prepared] = {}
@@ -58,6 +61,16 @@ class StageCache:
         if not 0 <= request.stage < plan.stages:
             raise Abort(bad, f"Prepare: stage {request.stage} is out of range; the plan has "
                              f"stages 0..{plan.stages - 1} for tiers {list(plan.tiers)}")
+        if plan.division is not None and plan.division["stage"] == request.stage:
+            if self.backend != "torch":
+                raise Abort(bad, f"Prepare: stage {request.stage} is divided across peers; "
+                                 f"only the torch backend runs a divided stage, this server "
+                                 f"runs {self.backend!r}")
+            foreign = [p for p in plan.division["peers"] if p not in self.peers]
+            if foreign:
+                raise Abort(bad, f"Prepare: the plan's division names peers {foreign} that "
+                                 f"this server may not connect to; allowed (--peers): "
+                                 f"{list(self.peers)}")
         codec = request.forward_codec or "raw"
         check_codec(codec, "Prepare: forward_codec")
         nxt = request.next_endpoint
@@ -90,6 +103,10 @@ class StageCache:
                 lay = await asyncio.to_thread(layout, plan)
                 runner = await asyncio.to_thread(build_runner, self.backend, plan, lay,
                                                  request.stage, self.cache_dir, self.threads)
+                if plan.division is not None and plan.division["stage"] == request.stage:
+                    if self.divide is None:
+                        raise Abort(bad, "Prepare: this server cannot run a divided stage")
+                    runner = self.divide(plan, lay, request.stage)
             except UnknownModelError as exc:
                 raise Abort(grpc.StatusCode.NOT_FOUND, f"Prepare: {exc}") from None
             except TiercutError as exc:

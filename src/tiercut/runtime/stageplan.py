@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -42,6 +43,9 @@ class StagePlan:
     assignment: Mapping[str, int] = field(hash=False)  # node -> stage index
     input_shape: tuple[int, ...] | None = None  # for module:factory models without input_shape
     batch: int | None = None  # example batch for zoo models (None: the zoo's, i.e. 1)
+    # one run of stage k divided across peer tier servers: {"stage": k, "first", "last",
+    # "bounds": [row bounds], "peers": ["host:port", one per part]}; None: undivided
+    division: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _check_plan(self)
@@ -54,7 +58,8 @@ class StagePlan:
         return {"format": FORMAT, "model": self.model, "tiers": list(self.tiers),
                 "assignment": dict(sorted(self.assignment.items())),
                 "input_shape": list(self.input_shape) if self.input_shape else None,
-                "batch": self.batch}
+                "batch": self.batch,
+                **({"division": dict(self.division)} if self.division is not None else {})}
 
     def to_json(self) -> str:
         return self._json
@@ -70,32 +75,36 @@ class StagePlan:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @classmethod
-    def from_json(cls, text: str | bytes, input_shape: Sequence[int] | None = None) -> "StagePlan":
+    def from_json(cls, text: str | bytes, input_shape: Sequence[int] | None = None,
+                  peers: Mapping[str, str] | None = None) -> "StagePlan":
         """A StagePlan's own JSON, or the Plan JSON ``tiercut plan --json`` prints."""
         try:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise PlanError(f"plan is not valid JSON: {str(exc)[:200]}") from None
-        return cls.from_dict(data, input_shape)
+        return cls.from_dict(data, input_shape, peers)
 
     @classmethod
-    def from_dict(cls, data: Any, input_shape: Sequence[int] | None = None) -> "StagePlan":
+    def from_dict(cls, data: Any, input_shape: Sequence[int] | None = None,
+                  peers: Mapping[str, str] | None = None) -> "StagePlan":
         if not isinstance(data, dict):
             raise PlanError(f"plan must be a JSON object, got {type(data).__name__}")
         if "route" in data:
-            return cls.from_plan_dict(data, input_shape)
+            return cls.from_plan_dict(data, input_shape, peers)
         if data.get("format") != FORMAT:
             raise PlanError(f"plan field 'format' is {data.get('format')!r}; expected {FORMAT!r} "
                             "or a Plan from `tiercut plan --json` (with 'route')")
         shape = data.get("input_shape") or input_shape
         return cls(model=_field(data, "model", str), tiers=tuple(_field(data, "tiers", list)),
                    assignment=dict(_field(data, "assignment", dict)),
-                   input_shape=_shape(shape), batch=data.get("batch"))
+                   input_shape=_shape(shape), batch=data.get("batch"),
+                   division=data.get("division"))
 
     @classmethod
-    def from_plan_dict(cls, data: Mapping[str, Any],
-                       input_shape: Sequence[int] | None = None) -> "StagePlan":
-        """From ``Plan.to_dict()``: tier order from ``hosts``, used tiers from ``route.tiers``."""
+    def from_plan_dict(cls, data: Mapping[str, Any], input_shape: Sequence[int] | None = None,
+                       peers: Mapping[str, str] | None = None) -> "StagePlan":
+        """From ``Plan.to_dict()``: tier order from ``hosts``, used tiers from ``route.tiers``;
+        a ``division`` (``tiercut plan --divide``) needs ``peers``: host name -> host:port."""
         model = _field(data, "model", str)
         all_tiers = list(_field(data, "hosts", dict))
         route = _field(data, "route", dict)
@@ -118,7 +127,8 @@ class StagePlan:
                                 f"which is not on the route {list(tiers)}")
             out[node] = stage_of[tier]
         _check_private(data.get("private", []), assignment, all_tiers[0])
-        return cls(model=model, tiers=tiers, assignment=out, input_shape=_shape(input_shape))
+        return cls(model=model, tiers=tiers, assignment=out, input_shape=_shape(input_shape),
+                   division=_division(data.get("division"), stage_of, peers))
 
     @classmethod
     def from_assignment(cls, model: str, assignment: Mapping[str, int], tiers: Sequence[str],
@@ -127,6 +137,29 @@ class StagePlan:
         """From a node -> stage index assignment over ``tiers`` (device first)."""
         return cls(model=model, tiers=tuple(tiers), assignment=dict(assignment),
                    input_shape=_shape(input_shape), batch=batch)
+
+
+def _division(d: Any, stage_of: Mapping[str, int],
+              peers: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """A ``tiercut plan --divide`` division as StagePlan.division, its hosts mapped by peers."""
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise PlanError(f"plan field 'division' must be an object, got {type(d).__name__}")
+    hosts = d.get("hosts")
+    if peers is None:
+        raise PlanError(f"plan field 'division' divides a run across hosts {hosts}; give each "
+                        "its endpoint with --peers NAME=host:port,...")
+    if not isinstance(hosts, list) or any(h not in peers for h in hosts):
+        missing = [h for h in hosts if h not in peers] if isinstance(hosts, list) else hosts
+        raise PlanError(f"plan field 'division.hosts' names {missing}, which --peers does not "
+                        f"map to an endpoint (it maps {sorted(peers)})")
+    coordinator = d.get("coordinator")
+    if coordinator not in stage_of:
+        raise PlanError(f"plan field 'division.coordinator' is {coordinator!r}, not a tier on "
+                        f"the route {list(stage_of)}")
+    return {"stage": stage_of[coordinator], "first": d.get("first"), "last": d.get("last"),
+            "bounds": list(d.get("row_bounds") or []), "peers": [peers[h] for h in hosts]}
 
 
 def _check_private(private: Any, assignment: Mapping[str, Any], device: str) -> None:
@@ -180,6 +213,37 @@ def _check_plan(plan: StagePlan) -> None:
     if plan.batch is not None and (isinstance(plan.batch, bool) or not isinstance(plan.batch, int)
                                    or plan.batch < 1):
         raise PlanError(f"plan field 'batch' must be an integer >= 1, got {plan.batch!r}")
+    if plan.division is not None:
+        _check_division(plan)
+
+
+_PEER = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def _check_division(plan: StagePlan) -> None:
+    d = plan.division
+    if not isinstance(d, Mapping):
+        raise PlanError(f"plan field 'division' must be an object, got {type(d).__name__}")
+    k = d.get("stage")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < plan.stages:
+        raise PlanError(f"plan field 'division.stage' is {k!r}; stages are "
+                        f"0..{plan.stages - 1}")
+    for end in ("first", "last"):
+        node = d.get(end)
+        if not isinstance(node, str) or plan.assignment.get(node) != k:
+            raise PlanError(f"plan field 'division.{end}' is {node!r}, which is not a node "
+                            f"assigned to stage {k}")
+    bounds, peers = d.get("bounds"), d.get("peers")
+    if not isinstance(bounds, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+        raise PlanError(f"plan field 'division.bounds' must be a list of row indices, got "
+                        f"{bounds!r}")
+    if not isinstance(peers, list) or len(peers) != len(bounds) + 1:
+        raise PlanError(f"plan field 'division.peers' must list {len(bounds) + 1} endpoints "
+                        f"(one per part), got {peers!r}")
+    bad = [p for p in peers if not isinstance(p, str) or not _PEER.match(p)]
+    if bad:
+        raise PlanError(f"plan field 'division.peers' has {bad[:3]}, not host:port")
 
 
 def input_elements(plan: StagePlan) -> int:
