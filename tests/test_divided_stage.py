@@ -70,3 +70,25 @@ def test_plans_without_a_division_keep_their_json():
     assert plain.plan_id != div.plan_id
     assert StagePlan.from_json(div.to_json()).plan_id == div.plan_id
     assert StagePlan.from_json(plain.to_json()).plan_id == plain.plan_id
+
+
+def test_a_divided_plan_from_plan_json_runs_with_its_peers_mapped(cluster):
+    """What `tiercut plan --divide --json` prints, as `tiercut infer --peers` reads it."""
+    from tiercut.runtime.stageplan import PlanError
+
+    edge, peers = cluster
+    graph = model_graph(MODEL)
+    data = {"model": MODEL, "hosts": {"device": "phone", "edge": "e0"},
+            "route": {"tiers": [0, 1], "hosts": ["phone", "e0"]}, "private": [],
+            "assignment": {n.name: "edge" for n in graph.compute_nodes},
+            "division": {"first": FIRST, "last": LAST, "coordinator": "e0",
+                         "hosts": ["e1", "e2"], "row_bounds": [20]}}
+    with pytest.raises(PlanError, match="--peers NAME=host:port"):
+        StagePlan.from_dict(data)
+    with pytest.raises(PlanError, match=r"names \['e2'\], which --peers does not map"):
+        StagePlan.from_dict(data, peers={"e1": peers[0].endpoint})
+    plan = StagePlan.from_dict(data, peers={"e1": peers[0].endpoint, "e2": peers[0].endpoint})
+    assert plan.division["stage"] == 1 and plan.division["bounds"] == [20]
+    x, ref = reference(graph)
+    with SplitClient(plan, [edge.endpoint]) as client:
+        assert torch.equal(client.infer(x)[0], ref)

@@ -128,7 +128,8 @@ class StagePlan:
             out[node] = stage_of[tier]
         _check_private(data.get("private", []), assignment, all_tiers[0])
         return cls(model=model, tiers=tiers, assignment=out, input_shape=_shape(input_shape),
-                   division=_division(data.get("division"), stage_of, peers))
+                   division=_division(data.get("division"), stage_of, peers,
+                               {h: t for t, h in data["hosts"].items()}))
 
     @classmethod
     def from_assignment(cls, model: str, assignment: Mapping[str, int], tiers: Sequence[str],
@@ -139,8 +140,8 @@ class StagePlan:
                    input_shape=_shape(input_shape), batch=batch)
 
 
-def _division(d: Any, stage_of: Mapping[str, int],
-              peers: Mapping[str, str] | None) -> dict[str, Any] | None:
+def _division(d: Any, stage_of: Mapping[str, int], peers: Mapping[str, str] | None,
+              tier_of: Mapping[str, str]) -> dict[str, Any] | None:
     """A ``tiercut plan --divide`` division as StagePlan.division, its hosts mapped by peers."""
     if d is None:
         return None
@@ -155,6 +156,7 @@ def _division(d: Any, stage_of: Mapping[str, int],
         raise PlanError(f"plan field 'division.hosts' names {missing}, which --peers does not "
                         f"map to an endpoint (it maps {sorted(peers)})")
     coordinator = d.get("coordinator")
+    coordinator = tier_of.get(coordinator, coordinator)  # a host of the plan: its tier
     if coordinator not in stage_of:
         raise PlanError(f"plan field 'division.coordinator' is {coordinator!r}, not a tier on "
                         f"the route {list(stage_of)}")
