@@ -146,6 +146,7 @@ def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  #
 
     from ..decompose.planner import plan_with_division
     from ..graph.trace import trace
+    from ..planner import baseline
     from ..zoo import resolve
 
     if model is None:
@@ -161,7 +162,7 @@ def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  #
             "part_s": list(d.division.part_s), "undivided_total_s": d.undivided.total_s}
         print(_json.dumps(data, indent=1))
         return
-    _print_plan(d.plan, baseline_of(scenario, 0), None)
+    _print_plan(d.plan, baseline(scenario, scenario.tiers[0]), None)
     if d.run is None:
         console.print(f"no run divided: tiling across {tier}'s "
                       f"{len(scenario.hosts_of(tier))} host(s) predicts no gain")
@@ -171,12 +172,6 @@ def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  #
                   f" (row bounds {list(div.bounds)}; parts {', '.join(f'{s * 1e3:.1f}' for s in div.part_s)}"
                   f" ms) from {d.coordinator}: predicted {d.plan.total_s * 1e3:.2f} ms against "
                   f"{d.undivided.total_s * 1e3:.2f} ms undivided")
-
-
-def baseline_of(scenario, index: int):  # noqa: ANN001, ANN201
-    from ..planner import baseline
-
-    return baseline(scenario, scenario.tiers[index])
 
 
 def _range(text: str) -> tuple[float, float]:

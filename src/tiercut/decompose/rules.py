@@ -33,9 +33,6 @@ from torch import nn
 
 from ..errors import TiercutError
 
-AXES = (2, 3)  # height, width of (N, C, H, W)
-
-
 class DecomposeError(TiercutError, ValueError):
     """A decomposition that cannot be made exactly; the message names the node and its kind."""
 

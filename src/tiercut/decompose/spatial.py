@@ -24,7 +24,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from ..graph.dag import Graph
-from .rules import AXES, DecomposeError, Rule, constant, rule_for
+from .rules import DecomposeError, Rule, constant, rule_for
 
 Rect = tuple[tuple[int, int], tuple[int, int]]  # ((row_lo, row_hi), (col_lo, col_hi)), half-open
 
@@ -203,4 +203,4 @@ class SpatialRun:
         return out
 
 
-__all__ = ["AXES", "DecomposeError", "Part", "Rect", "SpatialRun"]
+__all__ = ["DecomposeError", "Part", "Rect", "SpatialRun"]

@@ -94,9 +94,8 @@ def sweep_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float, lo
         refine(grid[i - 1], plans[i - 1], grid[i], plans[i])
     regimes = [r for i, r in enumerate(starts)
                if i == 0 or _key(r.plan) != _key(starts[i - 1].plan)]
-    device = baseline(scenario, scenario.tiers[0])
     bases = {
-        device.method: tuple(baseline(with_device_bandwidth(scenario, b), scenario.tiers[0])
+        f"all-{scenario.tiers[0]}": tuple(baseline(with_device_bandwidth(scenario, b), scenario.tiers[0])
                              .total_s for b in grid),
         f"input to {scenario.tiers[-1]}": tuple(input_to_top(with_device_bandwidth(scenario, b), table,
                                              max_loss, z).plan.total_s for b in grid),

@@ -23,17 +23,14 @@ class _DividedModule(torch.nn.Module):
     def __init__(self, plan: StagePlan, graph: Graph, stage: Stage) -> None:
         super().__init__()
         d, k = plan.division, plan.division["stage"]
-        compute = [n.name for n in graph.compute_nodes]
-        i, j = compute.index(d["first"]), compute.index(d["last"])
-        run = set(compute[i:j + 1])
+        position = {n.name: i for i, n in enumerate(graph.compute_nodes)}
+        i, j = position[d["first"]], position[d["last"]]
         fine = {}
         for node, s in plan.assignment.items():
             if s != k:
                 fine[node] = 3 * s
-            elif node in run:
-                fine[node] = 3 * k + 1
-            else:
-                fine[node] = 3 * k + 2 if compute.index(node) > j else 3 * k
+            else:  # before the run, the run, after it
+                fine[node] = 3 * k + (0 if position[node] < i else 1 if position[node] <= j else 2)
         subs = split(graph, fine)
         subs += [empty_stage(graph, m) for m in range(len(subs), 3 * k + 3)]
         self.before, self.after = subs[3 * k], subs[3 * k + 2]

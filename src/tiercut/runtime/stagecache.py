@@ -42,7 +42,9 @@ class StageCache:
                  max_plans: int, cache_dir: str | os.PathLike | None, threads: int | None,
                  peers: Sequence[str] = (), divide: Callable | None = None):
         self.peers = tuple(peers)  # the only endpoints a divided stage may fan out to
-        self.divide = divide  # (plan, layout, k) -> the divided stage (divided.divided_stage)
+        # (plan, layout, k) -> the divided stage: divided.divided_stage, passed in because
+        # divided imports fanout, which imports what imports this module
+        self.divide = divide
         self.models, self.limits, self.backend = tuple(models), limits, backend
         self.max_plans, self.cache_dir, self.threads = max_plans, cache_dir, threads
         self.prepared: dict[tuple[str, int], Prepared] = {}
@@ -101,12 +103,12 @@ class StageCache:
         async with self._lock:
             try:
                 lay = await asyncio.to_thread(layout, plan)
-                runner = await asyncio.to_thread(build_runner, self.backend, plan, lay,
-                                                 request.stage, self.cache_dir, self.threads)
                 if plan.division is not None and plan.division["stage"] == request.stage:
-                    if self.divide is None:
-                        raise Abort(bad, "Prepare: this server cannot run a divided stage")
-                    runner = self.divide(plan, lay, request.stage)
+                    runner = self.divide(plan, lay, request.stage)  # checked above: torch
+                else:
+                    runner = await asyncio.to_thread(build_runner, self.backend, plan, lay,
+                                                     request.stage, self.cache_dir,
+                                                     self.threads)
             except UnknownModelError as exc:
                 raise Abort(grpc.StatusCode.NOT_FOUND, f"Prepare: {exc}") from None
             except TiercutError as exc:
