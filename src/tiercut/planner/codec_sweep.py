@@ -94,12 +94,11 @@ def sweep_with_codecs(scenario: Scenario, table: CodecTable, max_loss: float, lo
         refine(grid[i - 1], plans[i - 1], grid[i], plans[i])
     regimes = [r for i, r in enumerate(starts)
                if i == 0 or _key(r.plan) != _key(starts[i - 1].plan)]
-    bases = {
-        f"all-{scenario.tiers[0]}": tuple(baseline(with_device_bandwidth(scenario, b), scenario.tiers[0])
-                             .total_s for b in grid),
-        f"input to {scenario.tiers[-1]}": tuple(input_to_top(with_device_bandwidth(scenario, b), table,
-                                             max_loss, z).plan.total_s for b in grid),
-    }
+    first, top = scenario.tiers[0], scenario.tiers[-1]
+    at_grid = [with_device_bandwidth(scenario, b) for b in grid]
+    bases = {f"all-{first}": tuple(baseline(s, first).total_s for s in at_grid),
+             f"input to {top}": tuple(input_to_top(s, table, max_loss, z).plan.total_s
+                                      for s in at_grid)}
     return CodecSweep(tuple(regimes), tuple(grid), tuple(jp.plan.total_s for jp in plans), bases)
 
 
