@@ -25,11 +25,12 @@ MAY_IMPORT = {
     "link": {"planner"},
     "runtime": {"graph", "codecs", "zoo", "decompose"},
     "adapt": {"planner", "runtime"},
-    "sim": {"planner", "link", "adapt"},
+    "sim": {"planner", "link", "adapt", "decompose"},
     "dashboard": {"planner", "runtime", "adapt"},
-    "testbed": {"zoo", "graph", "measure", "planner", "link", "runtime"},
+    "testbed": {"zoo", "graph", "measure", "planner", "link", "runtime", "decompose"},
+    "cluster": {"zoo", "graph", "measure", "planner", "decompose"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
-            "testbed", "dashboard", "decompose"},
+            "testbed", "dashboard", "decompose", "cluster"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400
