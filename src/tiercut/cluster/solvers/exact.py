@@ -1,0 +1,48 @@
+"""Every ordered assignment of node groups to stages, with the cuts of each by DP: the
+reference. Placements share their prefixes (a depth-first search carries the DP vector of the
+stages placed so far), and a prefix whose slowest period already matches the best plan found
+is not extended: a pipeline's period only grows as stages are added. The placements of N
+nodes number Σ_k C(N, k) · Fubini(k): 9,365 for 6 nodes, 1.1 million for 9.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import numpy as np
+
+from ..cuts import SINK, SOURCE, Arrays, Group, best_cuts, path
+from ..pipeline import INF
+
+MAX_NODES = 8
+
+
+def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = None
+          ) -> tuple[float, list[Group], list[int]]:
+    m = arrays.model.m
+    best: list = [INF, [], []]
+    start = np.full(m + 1, INF)
+    start[0] = 0.0
+
+    def subsets(remaining: tuple[int, ...]):
+        for size in range(len(remaining), 0, -1):
+            yield from itertools.combinations(remaining, size)
+
+    def visit(groups: list[Group], f: np.ndarray, remaining: tuple[int, ...]) -> None:
+        last = groups[-1] if groups else SOURCE
+        if groups:
+            bound = max(f[m], arrays.hop(last, SINK)[0][m])
+            if bound < best[0] * (1 - 1e-12):
+                period, used, cuts = best_cuts(arrays, *path(groups), latency_cap)
+                if period < best[0] * (1 - 1e-12):
+                    best[:] = [period, [groups[l] for l in used], cuts]
+        if f.min() >= best[0] or len(groups) >= m:
+            return
+        for group in subsets(remaining):
+            g = np.maximum(f, arrays.hop(last, group)[0])
+            nxt = np.maximum(g[:, None], arrays.stage(group)[0]).min(axis=0)
+            rest = tuple(i for i in remaining if i not in group)
+            visit([*groups, group], nxt, rest)
+
+    visit([], start, tuple(allowed))
+    return best[0], best[1], best[2]
