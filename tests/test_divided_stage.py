@@ -92,3 +92,10 @@ def test_a_divided_plan_from_plan_json_runs_with_its_peers_mapped(cluster):
     x, ref = reference(graph)
     with SplitClient(plan, [edge.endpoint]) as client:
         assert torch.equal(client.infer(x)[0], ref)
+    # the coordinator taking a part itself: it computes it where the stage runs ("local"),
+    # whatever --peers says of it (its own endpoint would queue behind the stage it serves)
+    data["division"]["hosts"] = ["e0", "e1"]
+    mine = StagePlan.from_dict(data, peers={"e1": peers[0].endpoint, "e0": edge.endpoint})
+    assert mine.division["peers"] == ["local", peers[0].endpoint]
+    with SplitClient(mine, [edge.endpoint]) as client:
+        assert torch.equal(client.infer(x)[0], ref)

@@ -70,6 +70,20 @@ def test_parts_on_three_servers_equal_the_undivided_run(servers, case):
                 assert p.bytes_received >= 4 * 64 * (r1 - r0) * (c1 - c0)
 
 
+def test_a_part_assigned_local_is_computed_here_beside_the_others(servers, case):
+    """The coordinator's own share of a division: no wire, no bytes, not a recomputation."""
+    x, ref = case
+    with FanOut([servers[0].endpoint], MODEL, FIRST, LAST) as fan:
+        y, report = fan.run(x, fan.spatial.row_parts([20]), [LOCAL, 0])
+        assert torch.equal(y, ref)
+        here, there = report.parts
+        assert here.local and here.assigned == LOCAL and not here.recomputed
+        assert here.bytes_sent == 0 and here.bytes_received == 0 and here.compute_s > 0
+        assert there.endpoint == servers[0].endpoint and there.bytes_sent > 0
+        with pytest.raises(FanOutError, match="or 'local'"):
+            fan.run(x, fan.spatial.row_parts([20]), ["127.0.0.1:9", 0])
+
+
 def test_a_part_whose_server_is_gone_silent_or_stuck_is_recomputed_elsewhere(servers, case):
     x, ref = case
     live = [s.endpoint for s in servers[:2]]

@@ -11,7 +11,7 @@ to the scenario's and nothing queued, the steps add up to the planner's ``total_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..planner.build import build
 from ..planner.plan import Plan
@@ -19,7 +19,7 @@ from ..planner.problem import crossing
 from ..planner.scenario import Scenario
 from ..planner.solve import baseline
 
-CPU, TRACE_LINK, FIXED_LINK = 0, 1, 2
+CPU, TRACE_LINK, FIXED_LINK, FORK = 0, 1, 2, 3
 DEFAULT_POWER_W = (2.0, 1.0)  # device compute and radio power when the scenario gives neither
 
 
@@ -33,18 +33,27 @@ class PlanCost:
     device_s: float  # compute on the device at speed 1
     device_bits: float  # bits over the device's link, both ways
     cut: str  # a short label of the placement, for timelines
+    # a FORK step (a run divided across hosts, tiercut.sim.divided) names its entry here: the
+    # parts that run at once, each a chain of (kind, resource, seconds, bits, held) steps of
+    # the kinds above but TRACE_LINK; the step ends when the slowest part does
+    forks: dict[str, tuple[tuple[tuple[int, str, float, float, float], ...], ...]] = \
+        field(default_factory=dict)
 
     def latency_at(self, bandwidth_bps: float, load: float = 1.0, load_resource: str = "") -> float:
         """Latency with nothing queued at a constant device-link rate."""
-        total = 0.0
-        for kind, res, seconds, bits, held in self.steps:
-            if kind == CPU:
-                total += seconds * (load if res == load_resource else 1.0)
-            elif kind == TRACE_LINK:
-                total += bits / bandwidth_bps + seconds
-            else:
-                total += held + seconds
-        return total
+        def chain(steps) -> float:  # noqa: ANN001
+            total = 0.0
+            for kind, res, seconds, bits, held in steps:
+                if kind == CPU:
+                    total += seconds * (load if res == load_resource else 1.0)
+                elif kind == TRACE_LINK:
+                    total += bits / bandwidth_bps + seconds
+                elif kind == FORK:
+                    total += max(chain(part) for part in self.forks[res])
+                else:
+                    total += held + seconds
+            return total
+        return chain(self.steps)
 
 
 def plan_key(p: Plan) -> tuple:
@@ -116,3 +125,8 @@ class Costs:
             self._by_key[key] = c
             self._by_id[id(p)] = c
         return c
+
+    def register(self, p: Plan, cost: PlanCost) -> None:
+        """Cost ``p`` (this object) as ``cost``: a plan whose steps ``plan_cost`` cannot see
+        (a divided run). By identity only: an undivided plan may have the same placement."""
+        self._by_id[id(p)] = cost

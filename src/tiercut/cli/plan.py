@@ -155,12 +155,7 @@ def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  #
     graph = trace(e.build(), e.example_inputs(), name=model)
     d = plan_with_division(scenario, graph, tier, constraints)
     if as_json:
-        data = d.plan.to_dict()
-        data["division"] = None if d.run is None else {
-            "first": d.run[0], "last": d.run[1], "coordinator": d.coordinator,
-            "hosts": list(d.division.workers), "row_bounds": list(d.division.bounds),
-            "part_s": list(d.division.part_s), "undivided_total_s": d.undivided.total_s}
-        print(_json.dumps(data, indent=1))
+        print(_json.dumps(d.to_dict(), indent=1))
         return
     _print_plan(d.plan, baseline(scenario, scenario.tiers[0]), None)
     if d.run is None:

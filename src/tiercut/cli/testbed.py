@@ -88,6 +88,13 @@ def testbed_cmd(
                                                 "N or NODE, the input and the first N nodes (or "
                                                 "those up to NODE) stay on the device"),
     dashboard: Optional[str] = DASHBOARD, dashboard_log: Optional[Path] = DASHBOARD_LOG,
+    divide: Optional[int] = typer.Option(None, "--divide", min=2, help="N: N edge servers on "
+                                         "an emulated LAN (--lan); the planner may tile one run "
+                                         "of layers across them: all-device, the best undivided "
+                                         "plan and the divided one are measured (first "
+                                         "--setting, default Wi-Fi-like 100mbit,5ms)"),
+    lan: str = typer.Option("100mbit,1ms", "--lan", help="with --divide: RATE,DELAY between "
+                            "edge servers"),
 ) -> None:
     """Plan device/edge/cloud here, run each plan for real across tier servers behind emulated
     links, and print predicted against measured latency next to the baselines."""
@@ -100,6 +107,10 @@ def testbed_cmd(
     try:
         settings = [Setting(name, (link := parse_link(value)).bandwidth_bps, link.latency_s)
                     for name, value in _pairs(setting, "--setting")] or list(SETTINGS)
+        if divide is not None:
+            _divided(model, divide, settings[0] if setting else None, parse_link(lan),
+                     requests, json_path)
+            return
         joint, inputs = _joint(model, codecs, max_loss, private_input)
         feed = open_feed(dashboard, dashboard_log)
         runs = run_testbed(model, settings, requests, budget_s=budget,
@@ -182,3 +193,32 @@ def _print_joint(model: str, runs: list, joint: Any, plot_path: Optional[Path],
         console.print(f"plot -> {plot_path}")
     if json_path:
         json_path.write_text(_json.dumps({"model": model, "rows": rows}, indent=1))
+
+
+def _divided(model: str, nodes: int, setting: Any, lan: Any, requests: int,
+             json_path: Optional[Path]) -> None:
+    """``testbed --divide N``: a run of layers tiled across N edge servers, measured."""
+    import json as _json
+
+    from ..testbed.divided import report as divided_report
+    from ..testbed.divided import run_divided_testbed
+
+    kwargs = {"setting": setting} if setting is not None else {}
+    bed = run_divided_testbed(model, nodes, lan=lan, requests=requests,
+                              log=lambda text: console.print(f"[dim]{text}[/dim]"), **kwargs)
+    data = divided_report(bed)
+    table = Table("plan", "placement", "pred ms", "meas ms", "err", "edge compute ms",
+                  title=f"{model}: one run divided across {nodes} edge servers "
+                        f"({bed.setting.name} to the edge), predicted against measured")
+    for r in data["rows"]:
+        table.add_row(r["plan"], r["placement"], f"{r['predicted_ms']:.1f}",
+                      f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}", f"{r['server_ms']:.1f}")
+    console.print(table)
+    div = data["division"]
+    if div:
+        console.print(f"divided {div['first']} .. {div['last']} from {div['coordinator']} across "
+                      f"{', '.join(div['hosts'])} (row bounds {div['row_bounds']}); speed-up "
+                      f"over the best undivided plan: predicted {data['speedup_predicted']:.2f}x, "
+                      f"measured {data['speedup_measured']:.2f}x")
+    if json_path:
+        json_path.write_text(_json.dumps(data, indent=1))

@@ -128,6 +128,20 @@ def part_seconds(costs: RowCosts, worker: Worker) -> np.ndarray:
     return total
 
 
+def part_terms(costs: RowCosts, worker: Worker, a: int, b: int) -> tuple[float, int, int]:
+    """The part [a, b) on ``worker`` as ``part_seconds`` prices it, in its terms: seconds of
+    compute (halo and efficiency included), source bytes sent to it, output bytes back."""
+    if not 0 <= a < b <= costs.height:
+        raise DecomposeError(f"rows [{a}, {b}) are not a part of {costs.height} rows")
+    compute = sum(worker.seconds.get(v, 0.0) * max(int(costs.end[v][b] - costs.start[v][a]), 0)
+                  / costs.node_height[v] for v in costs.names)
+    if worker.efficiency:
+        xs, ys = zip(*sorted(worker.efficiency))
+        compute *= float(np.interp((b - a) / costs.height, xs, ys))
+    src_rows = max(int(costs.end[costs.source][b] - costs.start[costs.source][a]), 0)
+    return compute, src_rows * costs.src_row_bytes, (b - a) * costs.out_row_bytes
+
+
 def _best_bounds(matrices: Sequence[np.ndarray]) -> tuple[float, tuple[int, ...]]:
     """Min over bounds 0 < b1 < ... < H of the max part cost, hosts in the given order."""
     h = matrices[0].shape[0] - 1
@@ -202,10 +216,21 @@ class DividedPlan:
     run: tuple[str, str] | None = None
     coordinator: str | None = None
     division: Division | None = None
+    rows: RowCosts | None = None  # the divided run's rows (for ``part_terms``)
 
     @property
     def saving_s(self) -> float:
         return self.undivided.total_s - self.plan.total_s
+
+    def to_dict(self) -> dict:
+        """The plan's JSON with its ``division`` (None when undivided), as ``tiercut plan
+        --divide --json`` prints it and ``StagePlan.from_dict`` reads it."""
+        data = self.plan.to_dict()
+        data["division"] = None if self.run is None or self.division is None else {
+            "first": self.run[0], "last": self.run[1], "coordinator": self.coordinator,
+            "hosts": list(self.division.workers), "row_bounds": list(self.division.bounds),
+            "part_s": list(self.division.part_s), "undivided_total_s": self.undivided.total_s}
+        return data
 
 
 def candidate_runs(graph: Graph, max_nodes: int = 60) -> list[SpatialRun]:
@@ -241,14 +266,20 @@ def _with_seconds(host: Host, seconds: Mapping[str, float]) -> Host:
 
 def plan_with_division(scenario: Scenario, graph: Graph, tier: str = "edge",
                        constraints: Constraints = Constraints(), max_parts: int | None = None,
-                       method: str = "exact", tries: int | None = 5, max_nodes: int = 60
-                       ) -> DividedPlan:
+                       method: str = "exact", tries: int | None = 5, max_nodes: int = 60,
+                       min_gain: float = 0.05) -> DividedPlan:
     """The latency plan where one run of ``tier``'s nodes may be divided across its hosts.
 
-    Every candidate run gets its best division alone (cheap); the whole plan is then solved
-    for the ``tries`` runs whose division saves the most on its own (None: for every one, the
-    exact optimum of this model over runs and cuts; the default is a heuristic, since the
-    cut around a run rarely turns a smaller saving into the largest)."""
+    Every candidate run gets its best division alone (cheap), for each host of ``tier`` as
+    the coordinator; the whole plan is then solved, per coordinator, for the ``tries`` runs
+    whose division saves the most on its own (None: for every one, the exact optimum of this
+    model over runs and cuts; the default is a heuristic, since the cut around a run rarely
+    turns a smaller saving into the largest). Per coordinator, because the rest of the stage
+    runs there: a slow host's run saves the most alone and may still lose to a fast host's.
+
+    A division is kept only if it predicts at least ``min_gain`` (a fraction) less than the
+    undivided plan: it brings more hosts and more transfers, each a chance for the prediction
+    to miss, and a gain inside the model's error could measure as a loss."""
     scenario.tier_index(tier)
     hosts = scenario.hosts_of(tier)
     if not hosts:
@@ -274,7 +305,9 @@ def plan_with_division(scenario: Scenario, graph: Graph, tier: str = "edge",
                 options.append((alone - division.total_s, run, c, division, alone))
     best = DividedPlan(undivided, undivided)
     ranked = sorted(options, key=lambda o: -o[0])
-    for _, run, c, division, alone in ranked if tries is None else ranked[:tries]:
+    if tries is not None:
+        ranked = [o for c in hosts for o in [o for o in ranked if o[2] is c][:tries]]
+    for _, run, c, division, alone in ranked:
         scale = division.total_s / alone  # the run's nodes take the division's time in all
         seconds = {v: c.profile.node(v).latency_s * scale for v in run.names}
         divided = dataclasses.replace(scenario, hosts=tuple(
@@ -286,6 +319,8 @@ def plan_with_division(scenario: Scenario, graph: Graph, tier: str = "edge",
             p = solve(divided, "latency", pinned)
         except ScenarioError:
             continue
-        if p.total_s < best.plan.total_s - 1e-12:
-            best = DividedPlan(p, undivided, (run.names[0], run.last), c.name, division)
+        if p.total_s < best.plan.total_s - 1e-12 and \
+                p.total_s <= (1.0 - min_gain) * undivided.total_s:
+            best = DividedPlan(p, undivided, (run.names[0], run.last), c.name, division,
+                               row_costs(run))
     return best

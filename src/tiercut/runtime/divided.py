@@ -12,7 +12,7 @@ import torch
 from ..graph.dag import Graph
 from ..graph.split import Stage, split
 from .fanout import FanOut
-from .stageplan import Layout, StagePlan
+from .stageplan import LOCAL_PEER, Layout, StagePlan
 from .stageplan import _empty_stage as empty_stage
 
 
@@ -45,7 +45,7 @@ class _DividedModule(torch.nn.Module):
         with self._lock:
             if self._fanout is None:
                 d = self.division
-                peers = list(dict.fromkeys(d["peers"]))
+                peers = [p for p in dict.fromkeys(d["peers"]) if p != LOCAL_PEER]
                 fan = FanOut(peers, self.plan.model, d["first"], d["last"],
                              batch=self.plan.batch)
                 self._parts = fan.spatial.row_parts(d["bounds"])

@@ -5,7 +5,8 @@ servers at once, the parts gathered and stitched.
 (tiercut.decompose.SpatialRun, traced here as the servers trace it: parts.spatial_run).
 ``run(source, parts, assign)`` sends part i the run's source cropped to what it reads (halo
 included) on ``RunPart`` (parts.py) to endpoint ``assign[i]``, every part at once (one thread
-per part in flight, blocking gRPC calls), and stitches the replies into the run's output.
+per part in flight, blocking gRPC calls), and stitches the replies into the run's output. A
+part assigned ``LOCAL`` is computed here, beside the others (the coordinator's own share).
 
 No part is lost: a part whose server fails (unreachable, an error status, a reply that is not
 that part) or does not answer within ``deadline_s`` is recomputed on the next endpoint of the
@@ -41,10 +42,10 @@ from . import wire
 from .hosts import RECONNECT  # reconnect soon after a server comes back
 from .parts import output_signature, spatial_run
 from .security import ClientSecurity, metadata, open_channel
-from .stageplan import Signature
+from .stageplan import LOCAL_PEER, Signature
 from .transport import MAX_MESSAGE_BYTES, channel_options
 
-LOCAL = "local"  # PartReport.endpoint of a part computed in this process
+LOCAL = LOCAL_PEER  # PartReport.endpoint of a part computed in this process
 
 
 class FanOutError(TiercutError, ValueError):
@@ -193,11 +194,11 @@ class FanOut:
         for i, a in enumerate(assign):
             if isinstance(a, int) and not isinstance(a, bool) and 0 <= a < len(self.endpoints):
                 hosts.append(self.endpoints[a])
-            elif isinstance(a, str) and a in self.endpoints:
+            elif isinstance(a, str) and (a in self.endpoints or a == LOCAL):
                 hosts.append(a)
             else:
                 raise FanOutError(f"assign[{i}] is {a!r}; give one of the endpoints "
-                                  f"{list(self.endpoints)} or its index")
+                                  f"{list(self.endpoints)}, its index, or {LOCAL!r} (here)")
         return hosts
 
     def _part(self, i: int, part: Part, assigned: str,
@@ -207,6 +208,11 @@ class FanOut:
         t0 = time.perf_counter()
         (sr0, sr1), (sc0, sc1) = part.source
         crop = source[:, :, sr0:sr1, sc0:sc1]
+        if assigned == LOCAL:  # the coordinator's own part: no wire
+            with torch.inference_mode():
+                y = self.spatial.run_part(part, crop)
+            now = time.perf_counter()
+            return y, PartReport(i, part.out, LOCAL, LOCAL, now - t0, now - t0, 0, 0, False)
         (r0, r1), (c0, c1) = part.out
         request = pb.RunPartRequest(model=self.model, batch=self.batch or 0, first=self.first,
                                     last=self.last, reply_codec=self.reply_codec,

@@ -79,10 +79,11 @@ class ServerProcess:
 
 def spawn(models: Sequence[str], threads: int | None = 1, host: str = "127.0.0.1",
           extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-          timeout: float = 60, cpus: Sequence[int] | None = None) -> ServerProcess:
-    """Start a tier server in a child process on a free port; wait until it listens.
-    ``cpus``: the CPUs it runs on (``serve --cpus``)."""
-    cmd = [sys.executable, "-m", "tiercut.cli.serve", "serve", "--host", host, "--port", "0",
+          timeout: float = 60, cpus: Sequence[int] | None = None,
+          port: int = 0) -> ServerProcess:
+    """Start a tier server in a child process on ``port`` (0: a free one); wait until it
+    listens. ``cpus``: the CPUs it runs on (``serve --cpus``)."""
+    cmd = [sys.executable, "-m", "tiercut.cli.serve", "serve", "--host", host, "--port", str(port),
            "--models", ",".join(models), *extra_args]
     if threads:
         cmd += ["--threads", str(threads)]

@@ -15,7 +15,7 @@ from .. import codecs
 from ..errors import TiercutError, UnknownModelError
 from . import tiercut_pb2 as pb
 from .backends import StageRunner, build_runner
-from .stageplan import Layout, PlanError, StagePlan, input_elements, layout
+from .stageplan import LOCAL_PEER, Layout, PlanError, StagePlan, input_elements, layout
 from .status import Abort, check_codec
 
 INLINE_FLOPS, INLINE_BYTES = 100_000, 64 << 10
@@ -68,7 +68,7 @@ class StageCache:
                 raise Abort(bad, f"Prepare: stage {request.stage} is divided across peers; "
                                  f"only the torch backend runs a divided stage, this server "
                                  f"runs {self.backend!r}")
-            foreign = [p for p in plan.division["peers"] if p not in self.peers]
+            foreign = [p for p in plan.division["peers"] if p not in (*self.peers, LOCAL_PEER)]
             if foreign:
                 raise Abort(bad, f"Prepare: the plan's division names peers {foreign} that "
                                  f"this server may not connect to; allowed (--peers): "

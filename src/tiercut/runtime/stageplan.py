@@ -151,12 +151,13 @@ def _division(d: Any, stage_of: Mapping[str, int], peers: Mapping[str, str] | No
     if peers is None:
         raise PlanError(f"plan field 'division' divides a run across hosts {hosts}; give each "
                         "its endpoint with --peers NAME=host:port,...")
+    host = d.get("coordinator")  # its own part is computed where the stage runs: "local"
+    peers = {**peers, host: LOCAL_PEER} if isinstance(host, str) else peers
     if not isinstance(hosts, list) or any(h not in peers for h in hosts):
         missing = [h for h in hosts if h not in peers] if isinstance(hosts, list) else hosts
         raise PlanError(f"plan field 'division.hosts' names {missing}, which --peers does not "
                         f"map to an endpoint (it maps {sorted(peers)})")
-    coordinator = d.get("coordinator")
-    coordinator = tier_of.get(coordinator, coordinator)  # a host of the plan: its tier
+    coordinator = tier_of.get(host, host)  # a host of the plan: its tier
     if coordinator not in stage_of:
         raise PlanError(f"plan field 'division.coordinator' is {coordinator!r}, not a tier on "
                         f"the route {list(stage_of)}")
@@ -219,6 +220,7 @@ def _check_plan(plan: StagePlan) -> None:
         _check_division(plan)
 
 
+LOCAL_PEER = "local"  # a division's part computed by the divided stage's own server
 _PEER = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -243,9 +245,11 @@ def _check_division(plan: StagePlan) -> None:
     if not isinstance(peers, list) or len(peers) != len(bounds) + 1:
         raise PlanError(f"plan field 'division.peers' must list {len(bounds) + 1} endpoints "
                         f"(one per part), got {peers!r}")
-    bad = [p for p in peers if not isinstance(p, str) or not _PEER.match(p)]
+    bad = [p for p in peers
+           if not isinstance(p, str) or not (_PEER.match(p) or p == LOCAL_PEER)]
     if bad:
-        raise PlanError(f"plan field 'division.peers' has {bad[:3]}, not host:port")
+        raise PlanError(f"plan field 'division.peers' has {bad[:3]}, not host:port (or "
+                        f"{LOCAL_PEER!r}: the part runs where the stage does)")
 
 
 def input_elements(plan: StagePlan) -> int:

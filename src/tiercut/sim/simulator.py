@@ -39,16 +39,16 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..adapt.estimators import PROBE_BITS, Observation
 from ..errors import TiercutError
 from ..link.traces import BandwidthTrace
-from ..planner.plan import Plan
 from ..planner.scenario import Scenario
-from ..adapt.costs import CPU, TRACE_LINK, Costs, device_powers
+from ..adapt.costs import Costs, device_powers
+from .steps import DELAY, DEVICE_CPU, FORK, LOADED_CPU, TRANSFER, Resources
 from .timeline import Timeline
 
 if TYPE_CHECKING:
@@ -138,81 +138,6 @@ class RunResult:
         }
 
 
-# What a compiled step does to the request's clock x (see _Servers.compile): each is decided
-# once per plan, so that the inner loop does not look at kinds, flags and zero amounts again.
-HOLD = 0  # hold the resource for ``hold`` seconds (first come, first served), then ``after``
-DEVICE_CPU = 1  # HOLD with the device's compute divided by the policy's speed setting
-LOADED_CPU = 2  # HOLD with the watched tier's compute times its load factor at the start
-TRANSFER = 3  # carry ``bits`` over the device's link at the trace's rate, then ``after``
-DELAY = 4  # only ``after``: no resource held (latency, codecs, an empty transfer)
-
-
-class _Compiled(NamedTuple):
-    steps: tuple[tuple[int, int, float, float, float], ...]  # (op, resource, hold, after, bits)
-    cut: int  # index into the run's ``cuts``
-    device_s: float  # compute on the device at speed 1 (for the energy)
-    link_bits: float  # bits over the device's link per request (for the observation)
-    plan: Plan  # kept so that its id() is not reused while the run holds it
-
-
-class _Servers:
-    """The first-come-first-served resources of one run: when each is next free, and the
-    plans compiled onto them (by the plan's id, as the policies hand out the same objects)."""
-
-    def __init__(self, sim: "Simulator", loaded: bool):
-        self.sim, self.loaded = sim, loaded
-        self.free: list[float] = []  # per resource index: when it is next free
-        self.index: dict[str, int] = {}
-        self.uplink = -1  # resource of the device's first forward link (observed transfers)
-        self.device_cpu = -1
-        # the device's link resources, both ways and to any first host: with the device's
-        # compute, what a request arriving now waits behind (the backlog the policies see)
-        self.device_links: list[int] = []
-        self.cuts: list[str] = []  # placement of each plan used, in order of first use
-        self.compiled: dict[int, _Compiled] = {}
-
-    def resource(self, name: str) -> int:
-        if name not in self.index:
-            self.index[name] = len(self.free)
-            self.free.append(0.0)
-        return self.index[name]
-
-    def compile(self, p: Plan) -> _Compiled:
-        """``p``'s cost steps as the run's loop takes them (the ops above), its resources
-        given indices into ``free``."""
-        cost = self.sim.costs(p)
-        steps = []
-        link_bits = 0.0
-        for kind, name, seconds, bits, held in cost.steps:
-            rid = self.resource(name)  # every resource is known, even one a step never holds
-            if kind == CPU:
-                if name in self.sim.device_cpu:
-                    self.device_cpu = rid
-                    op = DEVICE_CPU
-                elif name in self.sim.load_hosts and self.loaded:
-                    op = LOADED_CPU
-                else:
-                    op = HOLD
-                if seconds != 0.0:  # no compute: no wait either
-                    steps.append((op, rid, seconds, 0.0, 0.0))
-            elif kind == TRACE_LINK:
-                if self.uplink < 0:  # forward hops come first
-                    self.uplink = rid
-                if rid not in self.device_links:
-                    self.device_links.append(rid)
-                link_bits += bits
-                steps.append((TRANSFER, rid, 0.0, seconds, bits) if bits > 0.0
-                             else (DELAY, rid, 0.0, seconds, 0.0))
-            else:
-                steps.append((HOLD, rid, held, seconds, 0.0) if held > 0.0
-                             else (DELAY, rid, 0.0, seconds, 0.0))
-        if cost.cut not in self.cuts:
-            self.cuts.append(cost.cut)
-        c = self.compiled[id(p)] = _Compiled(tuple(steps), self.cuts.index(cost.cut),
-                                             cost.device_s, link_bits, p)
-        return c
-
-
 class Simulator:
     """One scenario, one device-link trace (and optionally a load trace of ``load_tier``)."""
 
@@ -256,7 +181,7 @@ class Simulator:
     def run(self, policy: "Policy", arrivals: Arrivals | np.ndarray, duration_s: float,
             seed: int = 0, deadline_s: float | None = None) -> RunResult:
         # The loop below runs once per request, so it keeps what it needs in local variables
-        # and does per plan (``_Servers.compile``) whatever does not depend on the request.
+        # and does per plan (``Resources.compile``) whatever does not depend on the request.
         times = arrivals if isinstance(arrivals, np.ndarray) else arrivals.times(duration_s, seed)
         times_list = times.tolist()
         n = len(times_list)
@@ -266,8 +191,8 @@ class Simulator:
         index = [0] * n
         finish = self.timeline.finish
         load_at = self.load.rate_at if self.load is not None else None
-        servers = _Servers(self, load_at is not None)
-        free, compiled = servers.free, servers.compiled
+        servers = Resources(self, load_at is not None)
+        free, compiled, forks = servers.free, servers.compiled, servers.forks
         uplink = device_cpu = -1  # copies of servers' (set when a plan is first compiled)
         device_links = servers.device_links  # the same list, grown as plans are compiled
         pc, pr = self.power_c, self.power_r
@@ -340,6 +265,21 @@ class Simulator:
                     free[rid] = x
                     if rid == uplink and observes and s <= horizon:
                         sending.append((s, x, bits))
+                elif op == FORK:  # parts at once from x, each a chain; the slowest ends it
+                    end = x
+                    for part in forks[rid]:
+                        y = x
+                        for op2, rid2, hold2, after2 in part:
+                            if op2 != DELAY:
+                                if op2 == LOADED_CPU:
+                                    hold2 *= load_at(y)
+                                f = free[rid2]
+                                y = (f if f > y else y) + hold2
+                                free[rid2] = y
+                            y += after2
+                        if y > end:
+                            end = y
+                    x = end
                 elif op != DELAY:
                     if op == DEVICE_CPU:
                         hold /= speed
