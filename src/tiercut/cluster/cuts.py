@@ -50,27 +50,44 @@ class Arrays:
             self._stage[group] = (period, latency)
         return self._stage[group]
 
-    def _ends(self, end: tuple) -> dict[int, float]:
+    def _ends(self, end: tuple) -> tuple[list[int], np.ndarray]:
         if end == SOURCE:
-            return {self.model.source: 1.0}
+            return [self.model.source], np.ones(1)
         if end == SINK:
-            return {self.model.sink: 1.0}
-        return dict(zip(end, shares(self.model, list(end))))
+            return [self.model.sink], np.ones(1)
+        return list(end), shares(self.model, list(end))
 
     def hop(self, a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(period, latency, medium) vectors over the cut a hop from a to b crosses."""
         key = (a, b)
         if key not in self._hop:
             m, x = self.model, self.model.crossing
-            period, latency, medium = (np.zeros_like(x) for _ in range(3))
-            for u, wu in self._ends(a).items():
-                for v, wv in self._ends(b).items():
-                    if u != v:
-                        period = np.maximum(period, wu * wv * m.per_byte[u, v] * x)
-                        latency = np.maximum(latency, m.per_byte[u, v] * x + m.delay[u, v])
-                        medium = medium + wu * wv * m.shared[u, v] * x
+            (us, wu), (vs, wv) = self._ends(a), self._ends(b)
+            weight = np.outer(wu, wv)
+            per_byte = m.per_byte[us][:, vs]  # 0 where u == v: nothing crosses
+            delay = m.delay[us][:, vs]
+            moves = per_byte > 0
+            period = float((weight * per_byte).max()) * x
+            latency = (np.max(per_byte[moves][:, None] * x + delay[moves][:, None], axis=0)
+                       if moves.any() else np.zeros_like(x))
+            medium = float((weight * m.shared[us][:, vs]).sum()) * x
             self._hop[key] = (period, latency, medium)
         return self._hop[key]
+
+    def bound(self, groups: Sequence[Group]) -> float:
+        """The slowest period of the best cuts for one placement, the medium and the latency
+        left out: exact without them, a lower bound with them."""
+        m = self.model.m
+        if len(groups) > m:
+            return INF
+        f = np.full(m + 1, INF)
+        f[0] = 0.0
+        last = SOURCE
+        for g in groups:
+            f = np.maximum(np.maximum(f, self.hop(last, g)[0])[:, None],
+                           self.stage(g)[0]).min(axis=0)
+            last = g
+        return float(max(f[m], self.hop(last, SINK)[0][m]))
 
 
 def run(arrays: Arrays, labels: Sequence[Group], preds: Sequence[Sequence[int]],
@@ -134,6 +151,8 @@ def best_cuts(arrays: Arrays, labels: Sequence[Group], preds: Sequence[Sequence[
     value, used, cuts = run(arrays, labels, preds, ends)
     if not used:
         return INF, [], []
+    if not arrays.medium and latency_cap is None:
+        return value, used, cuts  # the slowest period is all there is: the DP is exact
     seen: list[tuple[float, float, list[int], list[int]]] = []
 
     def keep(used: list[int], cuts: list[int]) -> tuple[float, float] | None:
@@ -148,8 +167,6 @@ def best_cuts(arrays: Arrays, labels: Sequence[Group], preds: Sequence[Sequence[
     got = keep(used, cuts)
     if got is not None and got[0] <= value * (1 + 1e-12):
         return got[0], used, cuts  # the lower bound is reached: nothing can beat it
-    if not arrays.medium and latency_cap is None:
-        return (got[0], used, cuts) if got else (INF, [], [])
     values = [value]
     for l, group in enumerate(labels):
         values.append(arrays.stage(group)[0].ravel())

@@ -34,7 +34,11 @@ class SwarmSettings:
     inertia: float = 0.6
     pull_own: float = 1.4
     pull_best: float = 1.4
-    polish_rounds: int = 4  # local-search rounds on the best placement
+    polish_rounds: int = 40  # improving moves at most, per polished placement
+    polish_starts: int = 3  # the best distinct placements found, polished each
+    kicks: int = 8  # random restarts of the polish from the best placement
+    kick_moves: int = 3
+    max_placements: int = 3000  # distinct placements evaluated, at most
 
 
 def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
@@ -72,18 +76,26 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
     rng = np.random.default_rng(seed)
     allowed = list(allowed)
     n = len(allowed)
-    cache: dict[tuple[Group, ...], tuple[float, list[Group], list[int]]] = {}
+    cache: dict[tuple[Group, ...], float] = {}
+
+    quick = not arrays.medium and latency_cap is None  # the period DP alone is exact
+    exact: dict[tuple[Group, ...], float] = {}  # placements whose cost is known, not bounded
+    known = [INF]  # the best of them
 
     def cost(groups: tuple[Group, ...]) -> float:
         if not groups:
             return INF
         if groups not in cache:
-            if len(groups) > arrays.model.m:
-                cache[groups] = (INF, [], [])
+            if len(cache) >= settings.max_placements:
+                return INF  # out of budget: nothing new is tried
+            bound = arrays.bound(groups)
+            if not quick and bound >= known[0]:
+                cache[groups] = bound  # cannot beat the best known plan: its bound will do
             else:
-                period, used, cuts = best_cuts(arrays, *path(groups), latency_cap)
-                cache[groups] = (period, [groups[l] for l in used], cuts)
-        return cache[groups][0]
+                value = bound if quick else best_cuts(arrays, *path(groups), latency_cap)[0]
+                cache[groups] = exact[groups] = value
+                known[0] = min(known[0], value)
+        return cache[groups]
 
     by_speed = sorted(allowed, key=lambda i: -arrays.model.speed[i])
     seeds = [*(tuple(tuple(sorted(g)) for g in s) for s in start), (tuple(sorted(allowed)),),
@@ -114,20 +126,46 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
         stale = 0 if improved else stale + 1
         if stale >= settings.patience:
             break
-    groups = decode(gpos, allowed)
-    for _ in range(settings.polish_rounds):
-        moves = [g for g in neighbours(groups, allowed) if len(g) <= arrays.model.m]
-        costs = [cost(g) for g in moves]
-        if not moves or min(costs) >= cost(groups) * (1 - 1e-12):
+    # polish the best distinct placements the particles found, then kick the best one by a
+    # few random moves and polish again (iterated local search), keeping what improves
+    ranked = sorted(dict.fromkeys(decode(p, allowed) for p in own[np.argsort(own_cost)]),
+                    key=cost)[:settings.polish_starts]
+    top = min((polish(g, allowed, cost, rng, settings.polish_rounds, arrays.model.m)
+               for g in ranked), key=cost)
+    for _ in range(settings.kicks):
+        kicked = top
+        for _ in range(settings.kick_moves):
+            moves = neighbours(kicked, allowed)
+            kicked = moves[int(rng.integers(len(moves)))] if moves else kicked
+        if len(kicked) > arrays.model.m:
+            continue
+        kicked = polish(kicked, allowed, cost, rng, settings.polish_rounds, arrays.model.m)
+        if cost(kicked) < cost(top) * (1 - 1e-12):
+            top = kicked
+    if not exact:
+        return INF, [], []
+    best = min(exact, key=lambda g: (exact[g], len(g)))
+    period, used, cuts = best_cuts(arrays, *path(best), latency_cap)
+    return period, [best[l] for l in used], cuts
+
+
+def polish(groups: tuple[Group, ...], allowed: Sequence[int], cost, rng, rounds: int,
+           most_stages: int) -> tuple[Group, ...]:
+    """First-improvement local search over ``neighbours``, in a random order."""
+    for _ in range(rounds):
+        moves = [g for g in neighbours(groups, allowed) if len(g) <= most_stages]
+        better = next((g for g in (moves[i] for i in rng.permutation(len(moves)))
+                       if cost(g) < cost(groups) * (1 - 1e-12)), None)
+        if better is None:
             break
-        groups = moves[int(np.argmin(costs))]
-    cost(groups)
-    return cache[groups]
+        groups = better
+    return groups
 
 
 def neighbours(groups: tuple[Group, ...], allowed: Sequence[int]) -> list[tuple[Group, ...]]:
-    """Placements one node away: a node dropped, moved into another stage or into a new stage
-    at any position; an unused node added the same ways."""
+    """Placements one move away: a node dropped, moved into another stage or into a new stage
+    at any position (an unused node added the same ways); two nodes swapped; two adjacent
+    stages swapped or merged."""
     out = []
     used = {i for g in groups for i in g}
     for node in allowed:
@@ -138,6 +176,15 @@ def neighbours(groups: tuple[Group, ...], allowed: Sequence[int]) -> list[tuple[
             out.append(_clean([*base[:j], tuple(sorted((*base[j], node))), *base[j + 1:]]))
         for j in range(len(base) + 1):
             out.append(_clean([*base[:j], (node,), *base[j:]]))
+    where = {i: j for j, g in enumerate(groups) for i in g}
+    for a in allowed:
+        for b in allowed:
+            if a < b and where.get(a, -1) != where.get(b, -1) and (a in where or b in where):
+                swap = {a: b, b: a}
+                out.append(_clean([tuple(sorted(swap.get(i, i) for i in g)) for g in groups]))
+    for j in range(len(groups) - 1):
+        out.append((*groups[:j], groups[j + 1], groups[j], *groups[j + 2:]))
+        out.append((*groups[:j], tuple(sorted(groups[j] + groups[j + 1])), *groups[j + 2:]))
     return [o for o in dict.fromkeys(out) if o and o != groups]
 
 
