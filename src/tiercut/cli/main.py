@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from .calibrate import calibrate_cmd
+from .cluster import cluster_app
 from .dashboard import dashboard_cmd
 from .link import link_cmd
 from .plan import plan_cmd
@@ -27,6 +28,7 @@ COMMANDS = (("models", models), ("profile", profile), ("show", show), ("predict"
             ("dashboard", dashboard_cmd))
 for _name, _command in COMMANDS:
     app.command(_name)(_command)
+app.add_typer(cluster_app, name="cluster")
 
 
 if __name__ == "__main__":

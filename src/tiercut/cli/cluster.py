@@ -1,0 +1,80 @@
+"""`tiercut cluster plan`: the fastest pipeline of a model over a cluster of nodes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TiercutError
+from .common import _fail, console
+
+cluster_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                          help="Place a pipeline of model stages on many nodes for throughput.")
+
+
+@cluster_app.command("plan")
+def cluster_plan_cmd(
+    scenario: Path = typer.Argument(..., help="cluster YAML or JSON (nodes, links, medium, "
+                                    "source, sink)"),
+    model: Optional[str] = typer.Option(None, "--model", help="profile this zoo model here as "
+                                        "the reference that nodes given by speed scale"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="a profile JSON as "
+                                             "that reference instead"),
+    method: str = typer.Option("swarm", "--method", help="exact (<= 8 nodes), swarm or chain"),
+    latency_cap: Optional[str] = typer.Option(None, "--latency-cap", help="a frame's latency "
+                                              "at most, e.g. 80ms"),
+    seed: int = typer.Option(0, "--seed"),
+    cuts: str = typer.Option("single", "--cuts", help="single (where one tensor crosses) or "
+                             "all"),
+    marginal: bool = typer.Option(False, "--marginal", help="also: the best plan on the k "
+                                  "fastest nodes, k = 1..N"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Plan MODEL over the cluster in SCENARIO and print the stages and predicted figures."""
+    from ..cluster import load_cluster, marginal_nodes, plan_cluster
+    from ..measure.profile import Profile
+    from ..planner.scenario import parse_seconds
+
+    try:
+        cluster = load_cluster(scenario)
+        ref = Profile.load(reference) if reference else _profiled(model) if model else None
+        cap = parse_seconds(latency_cap) if latency_cap else None
+        plan = plan_cluster(cluster, ref, method, cap, seed, cuts)
+        rows = marginal_nodes(cluster, ref, method, cap, seed, cuts) if marginal else []
+    except TiercutError as exc:
+        _fail(exc)
+    if as_json:
+        data = plan.to_dict()
+        if marginal:
+            data["marginal"] = [{"k": r.k, "nodes": list(r.nodes), "throughput_fps":
+                                 r.throughput_fps, "gain": r.gain, "helps": r.helps}
+                                for r in rows]
+        print(json.dumps(data, indent=1))
+        return
+    console.print(f"{plan.model} on {len(cluster.nodes)} nodes ({method}): "
+                  f"{plan.throughput_fps:.2f} frames/s, latency {plan.latency_s * 1e3:.1f} ms, "
+                  f"bottleneck {plan.bottleneck}", highlight=False)
+    table = Table("stage", "nodes", "mode", "graph nodes", "busy ms/frame", "utilisation",
+                  "MB in", "memory MB")
+    for j, s in enumerate(plan.stages, 1):
+        table.add_row(str(j), "+".join(s.nodes), s.mode, f"{s.first}..{s.last} "
+                      f"({s.n_graph_nodes})", f"{s.period_s * 1e3:.2f}",
+                      f"{100 * s.utilisation:.0f} %", f"{s.bytes_in / 1e6:.3f}",
+                      f"{s.memory_bytes / 1e6:.1f}")
+    console.print(table)
+    for r in rows:
+        console.print(f"k={r.k}: {r.throughput_fps:.2f} frames/s ({r.gain:.2f}x"
+                      f"{', helps' if r.helps else ', no real gain' if r.k > 1 else ''}) "
+                      f"on {', '.join(r.nodes)}", highlight=False)
+
+
+def _profiled(name: str):  # noqa: ANN202
+    from ..measure.profiler import ProfileSettings, profile_model
+    from ..zoo import entry
+
+    e = entry(name)
+    return profile_model(e.build(), e.example_inputs(), name=name,
+                         settings=ProfileSettings(threads=1, repeat=5))
