@@ -1,0 +1,165 @@
+"""A stream of frames through a pipeline whose stages may be held by several replicas.
+
+``ReplicaPipeline(plan, stages)`` runs ``plan`` (a StagePlan: stage 0 here, stage k on the
+servers of ``stages[k-1]``) for many frames at once. ``stages[k-1]`` lists the replicas of
+stage k as (host:port, share): each frame takes one replica per stage, chosen by smooth
+weighted round robin (each replica's share of the frames follows its share, interleaved, so
+no replica gets a burst), and the others of that stage as its failover hosts: a replica that
+leaves is skipped (SplitClient's failover, on every server's forward too), and a frame in
+flight on it is sent to another replica, or finished here when none is left. No frame is lost.
+
+``run(frames, in_flight)`` keeps ``in_flight`` frames under way, the answers in frame order,
+and reports the throughput, each server's utilisation (compute seconds it reported over the
+wall time) and the frames that failed over or fell back here.
+
+The replica choice is plain data in, one SplitClient per distinct choice of replicas (all on
+the caller's event loop, sharing nothing but the servers).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import TiercutError
+from .client import SplitClient
+from .measurement import Measurement
+from .stageplan import StagePlan
+
+
+class PipelineError(TiercutError, ValueError):
+    """Replicas or frames a pipeline cannot run."""
+
+
+@dataclass
+class StreamResult:
+    """What ``ReplicaPipeline.run`` measured."""
+
+    outputs: list[Any]  # in frame order
+    measurements: list[Measurement]
+    seconds: float  # wall time from the first frame sent to the last answer
+    utilisation: dict[str, float] = field(default_factory=dict)  # server -> busy share
+    frames_per_replica: dict[str, int] = field(default_factory=dict)  # chosen replica -> n
+
+    @property
+    def throughput(self) -> float:
+        return len(self.outputs) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def fell_back(self) -> int:
+        return sum(m.fallback for m in self.measurements)
+
+    @property
+    def failed_over(self) -> int:
+        return sum(m.failovers > 0 for m in self.measurements)
+
+
+class _Rotation:
+    """Smooth weighted round robin over one stage's replicas."""
+
+    def __init__(self, shares: Sequence[float]) -> None:
+        self.shares = list(shares)
+        self.total = sum(self.shares)
+        self.current = [0.0] * len(self.shares)
+
+    def next(self) -> int:
+        for i, s in enumerate(self.shares):
+            self.current[i] += s
+        best = max(range(len(self.shares)), key=lambda i: self.current[i])
+        self.current[best] -= self.total
+        return best
+
+
+class ReplicaPipeline:
+    """``plan`` over the replicas of ``stages`` (see the module's docstring). Other keyword
+    arguments go to each SplitClient (deadline_s, codec, ...). Use as an async context manager,
+    or ``await aclose()``."""
+
+    def __init__(self, plan: StagePlan, stages: Sequence[Sequence[tuple[str, float]]],
+                 **client_kw: Any) -> None:
+        if len(stages) != plan.stages - 1:
+            raise PipelineError(f"the plan runs on tiers {list(plan.tiers)}: give the replicas "
+                                f"of its {plan.stages - 1} stages after the first, got "
+                                f"{len(stages)}")
+        seen: set[str] = set()
+        for k, replicas in enumerate(stages, start=1):
+            if not replicas:
+                raise PipelineError(f"stage {k} ({plan.tiers[k]}) has no replica; give at least "
+                                    "one (host:port, share)")
+            for replica in replicas:
+                if isinstance(replica, str) or len(replica) != 2:
+                    raise PipelineError(f"stage {k}: replica {replica!r} is not a (host:port, "
+                                        "share) pair")
+                endpoint, share = replica
+                if not isinstance(endpoint, str) or ":" not in endpoint:
+                    raise PipelineError(f"stage {k}: replica {endpoint!r} is not host:port")
+                if not (isinstance(share, (int, float)) and share > 0):
+                    raise PipelineError(f"stage {k}: replica {endpoint} has share {share!r}; "
+                                        "give a number > 0 (its part of the frames)")
+                if endpoint in seen:
+                    raise PipelineError(f"replica {endpoint} holds two stages; a server "
+                                        "holds one stage of a pipeline")
+                seen.add(endpoint)
+        self.plan, self.client_kw = plan, client_kw
+        self.stages = [[e for e, _ in replicas] for replicas in stages]
+        self._rotations = [_Rotation([s for _, s in replicas]) for replicas in stages]
+        self._clients: dict[tuple[int, ...], SplitClient] = {}
+
+    def _client(self, choice: tuple[int, ...]) -> SplitClient:
+        client = self._clients.get(choice)
+        if client is None:  # the chosen replica first, the stage's others as its failover
+            hosts = [[r[i], *(e for j, e in enumerate(r) if j != i)]
+                     for r, i in zip(self.stages, choice)]
+            client = self._clients[choice] = SplitClient(self.plan, hosts, **self.client_kw)
+        return client
+
+    def choose(self) -> tuple[int, ...]:
+        """The replica of each stage for the next frame."""
+        return tuple(r.next() for r in self._rotations)
+
+    async def run(self, frames: Sequence[Sequence[torch.Tensor]], in_flight: int = 4,
+                  warmup: int = 0) -> StreamResult:
+        """Every frame through the pipeline, ``in_flight`` at once, after ``warmup`` frames
+        (the first ones again, not counted) one at a time, to prepare every replica."""
+        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
+            raise PipelineError(f"in_flight must be a whole number >= 1, got {in_flight!r}")
+        if not frames:
+            raise PipelineError("give at least one frame")
+        for i in range(warmup):
+            await self._client(self.choose()).ainfer(*frames[i % len(frames)])
+        outputs: list[Any] = [None] * len(frames)
+        measured: list[Any] = [None] * len(frames)
+        chosen: Counter = Counter()
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(i: int) -> None:
+            async with gate:
+                choice = self.choose()
+                for r, c in zip(self.stages, choice):
+                    chosen[r[c]] += 1
+                outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(frames))))
+        seconds = time.perf_counter() - t0
+        busy: Counter = Counter()
+        for m in measured:
+            for t in m.servers:
+                busy[t.server] += t.compute_s
+        return StreamResult(outputs, measured, seconds,
+                            {s: b / seconds for s, b in busy.items()}, dict(chosen))
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def __aenter__(self) -> "ReplicaPipeline":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
