@@ -13,7 +13,9 @@ and reports the throughput, each server's utilisation (compute seconds it report
 wall time) and the frames that failed over or fell back here.
 
 The replica choice is plain data in, one SplitClient per distinct choice of replicas (all on
-the caller's event loop, sharing nothing but the servers).
+the caller's event loop, sharing nothing but the servers). ``dial(sender, receiver)`` gives
+the address by which the server ``sender`` (None: this process) reaches ``receiver`` (a
+replica's endpoint): a shaping proxy per pair of nodes, say; the endpoint itself by default.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -80,6 +82,7 @@ class ReplicaPipeline:
     or ``await aclose()``."""
 
     def __init__(self, plan: StagePlan, stages: Sequence[Sequence[tuple[str, float]]],
+                 dial: Callable[[str | None, str], str] | None = None,
                  **client_kw: Any) -> None:
         if len(stages) != plan.stages - 1:
             raise PipelineError(f"the plan runs on tiers {list(plan.tiers)}: give the replicas "
@@ -105,15 +108,19 @@ class ReplicaPipeline:
                                         "holds one stage of a pipeline")
                 seen.add(endpoint)
         self.plan, self.client_kw = plan, client_kw
+        self.dial = dial or (lambda sender, receiver: receiver)
         self.stages = [[e for e, _ in replicas] for replicas in stages]
         self._rotations = [_Rotation([s for _, s in replicas]) for replicas in stages]
         self._clients: dict[tuple[int, ...], SplitClient] = {}
 
     def _client(self, choice: tuple[int, ...]) -> SplitClient:
         client = self._clients.get(choice)
-        if client is None:  # the chosen replica first, the stage's others as its failover
-            hosts = [[r[i], *(e for j, e in enumerate(r) if j != i)]
-                     for r, i in zip(self.stages, choice)]
+        if client is None:  # the chosen replica first, the stage's others as its failover,
+            hosts, sender = [], None  # each as the previous stage's chosen replica dials it
+            for r, i in zip(self.stages, choice):
+                hosts.append([self.dial(sender, e) for e in
+                              (r[i], *(e for j, e in enumerate(r) if j != i))])
+                sender = r[i]
             client = self._clients[choice] = SplitClient(self.plan, hosts, **self.client_kw)
         return client
 
