@@ -54,8 +54,8 @@ def placements(nodes):
                         yield tuple(groups)
 
 
-def brute(c: Cluster, cap=None) -> float:
-    model = cost_model(c)
+def brute(c: Cluster, cap=None, cuts: str = "single") -> float:
+    model = cost_model(c, cuts=cuts)
     best = INF
     for groups in set(placements(range(len(c.nodes)))):
         k = len(groups)
@@ -80,6 +80,14 @@ def test_exact_equals_brute_force(case):
     assert plan.period_s == pytest.approx(brute(c), rel=1e-9)
     for method in ("swarm", "chain"):
         assert plan_cluster(c, method=method).period_s >= plan.period_s * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("case", CASES[1::2])
+def test_exact_equals_brute_force_over_every_cut_of_a_dag(case):
+    c = cluster(**{**case, "dag": True})
+    plan = plan_cluster(c, method="exact", cuts="all")
+    assert plan.period_s == pytest.approx(brute(c, cuts="all"), rel=1e-9)
+    assert plan.period_s <= plan_cluster(c, method="exact").period_s * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("case", CASES[:4])

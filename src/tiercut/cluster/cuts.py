@@ -89,6 +89,17 @@ class Arrays:
             last = g
         return float(max(f[m], self.hop(last, SINK)[0][m]))
 
+    def quickest(self, groups: Sequence[Group]) -> float:
+        """The least latency of a frame over every choice of cuts for one placement."""
+        m = self.model.m
+        f = np.full(m + 1, INF)
+        f[0] = 0.0
+        last = SOURCE
+        for g in groups:
+            f = ((f + self.hop(last, g)[1])[:, None] + self.stage(g)[1]).min(axis=0)
+            last = g
+        return float(f[m] + self.hop(last, SINK)[1][m])
+
 
 def run(arrays: Arrays, labels: Sequence[Group], preds: Sequence[Sequence[int]],
         ends: Sequence[int], kind: str = "max", limit: float = INF

@@ -113,7 +113,7 @@ def cost_model(cluster: Cluster, reference: Profile | None = None, cuts: str = "
     speed = np.zeros(len(names))
     upper = np.triu(np.ones((k, k), dtype=bool), 1)
     for i, name in enumerate(names):
-        lat = np.array(sorted_cumsum([v.latency_s for v in profiles[name].nodes]))[keep]
+        lat = np.array(exact_cumsum([v.latency_s for v in profiles[name].nodes]))[keep]
         seconds[i][upper] = (lat[None, :] - lat[:, None])[upper]
         total = lat[-1]
         speed[i] = 1.0 / total if total > 0 else 1e12
@@ -134,7 +134,7 @@ def cost_model(cluster: Cluster, reference: Profile | None = None, cuts: str = "
                  tuple(order))
 
 
-def sorted_cumsum(values: Sequence[float]) -> list[float]:
+def exact_cumsum(values: Sequence[float]) -> list[float]:
     """Prefix sums, exactly rounded (math.fsum) so every solver sees the same seconds."""
     out, acc = [0.0], []
     for v in values:

@@ -55,8 +55,9 @@ def search(arrays: Arrays, allowed: Sequence[int], method: str, latency_cap_s: f
         if len(allowed) > exact.MAX_NODES:
             raise ClusterError(f"exact tries every placement of {len(allowed)} nodes, too many "
                                f"(at most {exact.MAX_NODES}); use method='swarm'")
-        return exact.solve(arrays, allowed, latency_cap_s)
     base = chain.solve(arrays, allowed, latency_cap_s)
+    if method == "exact":
+        return exact.solve(arrays, allowed, latency_cap_s, incumbent=base)
     if method == "chain":
         return base
     found = swarm.solve(arrays, allowed, latency_cap_s, seed, settings,

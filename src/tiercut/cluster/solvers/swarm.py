@@ -36,9 +36,9 @@ class SwarmSettings:
     pull_best: float = 1.4
     polish_rounds: int = 40  # improving moves at most, per polished placement
     polish_starts: int = 3  # the best distinct placements found, polished each
-    kicks: int = 8  # random restarts of the polish from the best placement
+    kicks: int = 16  # random restarts of the polish from the best placement
     kick_moves: int = 3
-    max_placements: int = 3000  # distinct placements evaluated, at most
+    max_placements: int = 2000  # distinct placements evaluated, at most
 
 
 def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
@@ -89,7 +89,9 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
             if len(cache) >= settings.max_placements:
                 return INF  # out of budget: nothing new is tried
             bound = arrays.bound(groups)
-            if not quick and bound >= known[0]:
+            if latency_cap is not None and arrays.quickest(groups) > latency_cap * (1 + 1e-12):
+                bound = cache[groups] = INF  # no cuts bring a frame within the cap
+            elif not quick and bound >= known[0]:
                 cache[groups] = bound  # cannot beat the best known plan: its bound will do
             else:
                 value = bound if quick else best_cuts(arrays, *path(groups), latency_cap)[0]
