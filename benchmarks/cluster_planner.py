@@ -93,7 +93,10 @@ def main() -> None:
         swarm_s.append(time.perf_counter() - t)
         if best is None or found is None:
             refused += 1
-            mismatched += (best is None) != (found is None)
+            if (best is None) != (found is None):
+                mismatched += 1
+                print(f"instance {i} ({name}, {len(c.nodes)} nodes, cap {cap}): only "
+                      f"{'exact' if best is None else 'swarm'} refused")
             continue
         gaps.append(found.period_s / best.period_s - 1)
 

@@ -26,6 +26,7 @@ from .pipeline import INF, Model, evaluate, shares
 
 Group = tuple[int, ...]
 SOURCE, SINK = ("source",), ("sink",)
+PREFIXES = 200_000  # placement prefixes whose DP vector is kept
 
 
 class Arrays:
@@ -36,6 +37,8 @@ class Arrays:
         self.medium = bool(model.shared.any())
         self._stage: dict[Group, tuple[np.ndarray, np.ndarray]] = {}
         self._hop: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._prefix: dict[tuple[Group, ...], np.ndarray] = {}  # DP vectors, for ``bound``
+        self._coef: dict[tuple, tuple[float, float]] = {}
 
     def stage(self, group: Group) -> tuple[np.ndarray, np.ndarray]:
         """(period, latency) of [a, c) on ``group``: (m+1, m+1), inf where not allowed."""
@@ -62,17 +65,26 @@ class Arrays:
         key = (a, b)
         if key not in self._hop:
             m, x = self.model, self.model.crossing
+            us, vs = self._ends(a)[0], self._ends(b)[0]
+            per_byte = m.per_byte[us][:, vs]  # 0 where u == v: nothing crosses
+            moves = per_byte > 0
+            delay = m.delay[us][:, vs][moves]
+            latency = (np.max(per_byte[moves][:, None] * x + delay[:, None], axis=0)
+                       if moves.any() else np.zeros_like(x))
+            period, medium = self._coefficients(a, b)
+            self._hop[key] = (period * x, latency, medium * x)
+        return self._hop[key]
+
+    def _coefficients(self, a: tuple, b: tuple) -> tuple[float, float]:
+        """Seconds per byte crossing from a to b: of the busiest link, and of the medium."""
+        key = (a, b)
+        if key not in self._coef:
+            m = self.model
             (us, wu), (vs, wv) = self._ends(a), self._ends(b)
             weight = np.outer(wu, wv)
-            per_byte = m.per_byte[us][:, vs]  # 0 where u == v: nothing crosses
-            delay = m.delay[us][:, vs]
-            moves = per_byte > 0
-            period = float((weight * per_byte).max()) * x
-            latency = (np.max(per_byte[moves][:, None] * x + delay[moves][:, None], axis=0)
-                       if moves.any() else np.zeros_like(x))
-            medium = float((weight * m.shared[us][:, vs]).sum()) * x
-            self._hop[key] = (period, latency, medium)
-        return self._hop[key]
+            self._coef[key] = (float((weight * m.per_byte[us][:, vs]).max()),
+                               float((weight * m.shared[us][:, vs]).sum()))
+        return self._coef[key]
 
     def bound(self, groups: Sequence[Group]) -> float:
         """The slowest period of the best cuts for one placement, the medium and the latency
@@ -80,14 +92,24 @@ class Arrays:
         m = self.model.m
         if len(groups) > m:
             return INF
-        f = np.full(m + 1, INF)
-        f[0] = 0.0
-        last = SOURCE
-        for g in groups:
-            f = np.maximum(np.maximum(f, self.hop(last, g)[0])[:, None],
-                           self.stage(g)[0]).min(axis=0)
+        groups = tuple(groups)
+        j = len(groups)
+        while j and groups[:j] not in self._prefix:  # the longest prefix already solved
+            j -= 1
+        if j:
+            f = self._prefix[groups[:j]]
+        else:
+            f = np.full(m + 1, INF)
+            f[0] = 0.0
+        last = groups[j - 1] if j else SOURCE
+        for i in range(j, len(groups)):
+            g = groups[i]
+            link = self._coefficients(last, g)[0] * self.model.crossing
+            f = np.maximum(np.maximum(f, link)[:, None], self.stage(g)[0]).min(axis=0)
+            if len(self._prefix) < PREFIXES:
+                self._prefix[groups[:i + 1]] = f
             last = g
-        return float(max(f[m], self.hop(last, SINK)[0][m]))
+        return float(max(f[m], self._coefficients(last, SINK)[0] * self.model.crossing[m]))
 
     def quickest(self, groups: Sequence[Group]) -> float:
         """The least latency of a frame over every choice of cuts for one placement."""

@@ -10,7 +10,8 @@ a local search (move, drop or add one node at a time) until no single move helps
 
 The swarm starts from the placements worth trying first: the chain baseline's (so the search
 never ends below it), every node in one replicated stage, one stage per node fastest first,
-then random particles. Seeded with ``numpy.random.default_rng(seed)``: the same seed gives the
+the fastest node alone (the quickest frame, for tight latency caps), every node dealt into
+k stages of about equal speed, then random particles. Seeded with ``numpy.random.default_rng(seed)``: the same seed gives the
 same plan.
 """
 from __future__ import annotations
@@ -37,8 +38,9 @@ class SwarmSettings:
     polish_rounds: int = 40  # improving moves at most, per polished placement
     polish_starts: int = 3  # the best distinct placements found, polished each
     kicks: int = 16  # random restarts of the polish from the best placement
-    kick_moves: int = 3
-    max_placements: int = 2000  # distinct placements evaluated, at most
+    kick_moves: int = 5
+    max_placements: int = 2500  # distinct placements evaluated, at most
+    balanced: int = 6  # seeds: all nodes in k = 2 .. this many stages of equal speed
 
 
 def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
@@ -53,6 +55,16 @@ def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
         else:
             groups.append([allowed[i]])
     return tuple(tuple(sorted(g)) for g in groups)
+
+
+def balanced(by_speed: Sequence[int], k: int) -> tuple[Group, ...]:
+    """Every node in k replicated stages of about equal total speed (dealt fastest first,
+    back and forth)."""
+    groups: list[list[int]] = [[] for _ in range(k)]
+    for r, node in enumerate(by_speed):
+        lap, j = divmod(r, k)
+        groups[j if lap % 2 == 0 else k - 1 - j].append(node)
+    return tuple(tuple(sorted(g)) for g in groups if g)
 
 
 def encode(groups: Sequence[Group], allowed: Sequence[int]) -> np.ndarray:
@@ -101,7 +113,8 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
 
     by_speed = sorted(allowed, key=lambda i: -arrays.model.speed[i])
     seeds = [*(tuple(tuple(sorted(g)) for g in s) for s in start), (tuple(sorted(allowed)),),
-             tuple((i,) for i in by_speed)]
+             tuple((i,) for i in by_speed), *(((i,),) for i in by_speed[:2]),
+             *(balanced(by_speed, k) for k in range(2, min(n, settings.balanced) + 1))]
     size = max(settings.particles, len(seeds))
     pos = rng.random((size, 2 * n))
     for k, s in enumerate(seeds):
