@@ -5,7 +5,8 @@ placement-blind chain baseline (PipeEdge's DP over the nodes in a fixed order).
 Zoo models are profiled once on this machine (1 thread, 3 repeats); each random instance
 scales that reference by a random speed per node and draws random links (5 mbit..1 gbit,
 0..20 ms), a shared medium in a fifth of them, a latency cap in a fifth (some beyond
-reach: both searches must then refuse), memory caps in a fifth. Seeded: the same --seed gives the same figures, up to the profiles' timings.
+reach: both searches must then refuse), memory caps in a fifth. Seeded: the same --seed
+gives the same figures, up to the profiles' timings.
 
 Usage: python benchmarks/cluster_planner.py [--instances 200] [--seed 0] [--json]
 """
@@ -101,7 +102,7 @@ def main() -> None:
         gaps.append(found.period_s / best.period_s - 1)
 
     # 16 nodes, ResNet-50: the decision time of the swarm + DP (the chain baseline included)
-    # and how far it stays from a search ten times as long (exact is out of reach here)
+    # and how far it stays from a search of 12x the placements (exact is out of reach here)
     big_s, big_fps, big_long, big_chain = [], [], [], []
     for k in range(5):
         c, _ = instance(random.Random(1000 + k), refs["resnet50"], 16, extras=False)
@@ -158,7 +159,8 @@ def main() -> None:
     print(f"16 nodes, ResNet-50 (5 clusters): swarm+DP decision "
           f"{', '.join(f'{s:.2f}' for s in big_s)} s (goal <= 1 s); "
           f"{', '.join(f'{f:.1f}' for f in big_fps)} frames/s (chain baseline "
-          f"{', '.join(f'{f:.1f}' for f in big_chain)}); gap to a 10x longer search "
+          f"{', '.join(f'{f:.1f}' for f in big_chain)}); gap to a search of 12x the "
+          f"placements "
           f"{', '.join(f'{100 * g:.1f}' for g in big_long)} %")
     print(f"gain over the chain baseline, {len(gains)} clusters of 3-10 nodes, speeds 1:8: "
           f"median {report['gain_over_chain_median']:.2f}x, worst "

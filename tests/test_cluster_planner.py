@@ -219,3 +219,27 @@ def test_utilisation_is_one_at_the_bottleneck_stage():
     assert max(s.utilisation for s in plan.stages) == pytest.approx(1.0)
     assert plan.bottleneck.startswith("stage")
     assert math.isclose(plan.throughput_fps, 1 / plan.period_s)
+
+
+def test_a_node_behind_a_slow_link_does_not_help():
+    c = Cluster((ClusterNode("a", speed=2), ClusterNode("b", speed=1)),
+                {("a", "b"): Link(1e3, 0.5)}, reference=profile(5))
+    rows = marginal_nodes(c, method="exact")
+    assert rows[0].nodes == ("a",) and rows[1].helps is False
+    assert rows[1].throughput_fps == pytest.approx(rows[0].throughput_fps)
+    assert [s.nodes for s in rows[1].plan.stages] == [("a",)]
+
+
+def test_the_swarm_bound_is_the_cut_dp_of_each_placement():
+    from tiercut.cluster.cuts import Arrays, best_cuts, path
+
+    c = cluster([1, 2, 0.5, 3], seed=8, n=8, dag=True)
+    arrays = Arrays(cost_model(c))
+    rng = random.Random(0)
+    for _ in range(30):
+        nodes = rng.sample(range(4), rng.randint(1, 4))
+        cut = sorted(rng.sample(range(1, len(nodes)), rng.randint(0, len(nodes) - 1)))
+        groups = tuple(tuple(sorted(nodes[a:b])) for a, b in zip([0, *cut], [*cut, len(nodes)]))
+        value = best_cuts(arrays, *path(groups))[0]
+        assert arrays.bound(groups) == pytest.approx(value, rel=1e-12)
+        assert arrays.bound(groups) == pytest.approx(value, rel=1e-12)  # from the cache

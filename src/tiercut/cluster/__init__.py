@@ -4,7 +4,7 @@
 ``load_cluster``; ``plan_cluster`` returns the ``ClusterPlan`` of most frames per second
 (stages, the nodes holding each, the cuts, the predicted figures) by an exhaustive search, a
 particle swarm or the fixed-order chain baseline; ``marginal_nodes`` says whether adding a
-node helps. Imports zoo, graph, measure, planner and decompose only.
+node helps. Imports graph, measure and planner only (the layout allows zoo and decompose too).
 """
 from .load import cluster_from_dict, load_cluster, parse_bytes
 from .plan import ClusterPlan, Stage

@@ -3,8 +3,9 @@ reference. Placements share their prefixes (a depth-first search carries the DP 
 stages placed so far), and a prefix whose slowest period already matches the best plan found
 is not extended: a pipeline's period only grows as stages are added. With a shared medium,
 the air time of the hops placed so far (each at its cheapest cut) bounds it too; with a
-latency cap, a prefix whose quickest frame already takes longer than the cap is dropped. The placements of N
-nodes number Σ_k C(N, k) · Fubini(k): 9,365 for 6 nodes, 1.1 million for 9.
+latency cap, a prefix whose quickest frame already takes longer than the cap is dropped.
+The placements of N nodes number Σ_k C(N, k) · Fubini(k): 9,365 for 6 nodes, 1.1 million
+for 9.
 """
 from __future__ import annotations
 

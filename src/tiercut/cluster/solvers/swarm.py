@@ -5,14 +5,17 @@ programming partitions the model for each one it visits. A particle is a random-
 2N numbers in [0, 1]: the first N order the nodes (by key), the second N say what each node
 does in that order: below ``DROP`` it is left out, below ``JOIN`` it joins the group before
 it as a replica, else it starts a new stage. Positions move by the standard update (inertia,
-pull to the particle's best and to the swarm's) and the best placement found is polished by
-a local search (move, drop or add one node at a time) until no single move helps.
+pull to the particle's best and to the swarm's). The best placements found are polished by
+a local search (move, drop, add or swap nodes, swap or merge adjacent stages) until no
+single move helps, then kicked by a few random moves and polished again (iterated local
+search). At most ``max_placements`` distinct placements are tried: the budget that keeps a
+decision on 16 nodes under a second.
 
 The swarm starts from the placements worth trying first: the chain baseline's (so the search
 never ends below it), every node in one replicated stage, one stage per node fastest first,
 the fastest node alone (the quickest frame, for tight latency caps), every node dealt into
-k stages of about equal speed, then random particles. Seeded with ``numpy.random.default_rng(seed)``: the same seed gives the
-same plan.
+k stages of about equal speed, then random particles. Seeded with
+``numpy.random.default_rng(seed)``: the same seed gives the same plan.
 """
 from __future__ import annotations
 
