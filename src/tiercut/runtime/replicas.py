@@ -9,7 +9,8 @@ leaves is skipped (SplitClient's failover, on every server's forward too), and a
 flight on it is sent to another replica, or finished here when none is left. No frame is lost.
 
 ``run(frames, in_flight)`` keeps ``in_flight`` frames under way, the answers in frame order,
-and reports the throughput, each server's utilisation (compute seconds it reported over the
+and reports the throughput (over the whole stream, and steady: the pipeline full), each
+server's utilisation (compute seconds it reported over the
 wall time) and the frames that failed over or fell back here.
 
 The replica choice is plain data in, one SplitClient per distinct choice of replicas (all on
@@ -46,10 +47,25 @@ class StreamResult:
     seconds: float  # wall time from the first frame sent to the last answer
     utilisation: dict[str, float] = field(default_factory=dict)  # server -> busy share
     frames_per_replica: dict[str, int] = field(default_factory=dict)  # chosen replica -> n
+    done_s: list[float] = field(default_factory=list)  # each answer's time from the start, sorted
 
     @property
     def throughput(self) -> float:
+        """Frames per second over the whole stream, its filling and draining included."""
         return len(self.outputs) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_throughput(self) -> float:
+        """Frames per second between the 20th and the 80th percentile of the answers: the
+        pipeline full, neither filling nor draining (a slow replica's last frame, say, can
+        hold the end of a short stream far past the others). The whole stream's figure when
+        fewer than 10 frames came back."""
+        n = len(self.done_s)
+        if n < 10:
+            return self.throughput
+        a, b = n // 5, (4 * n) // 5
+        span = self.done_s[b] - self.done_s[a]
+        return (b - a) / span if span > 0 else self.throughput
 
     @property
     def fell_back(self) -> int:
@@ -149,7 +165,9 @@ class ReplicaPipeline:
                 for r, c in zip(self.stages, choice):
                     chosen[r[c]] += 1
                 outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
+                done.append(time.perf_counter() - t0)
 
+        done: list[float] = []
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(len(frames))))
         seconds = time.perf_counter() - t0
@@ -158,7 +176,8 @@ class ReplicaPipeline:
             for t in m.servers:
                 busy[t.server] += t.compute_s
         return StreamResult(outputs, measured, seconds,
-                            {s: b / seconds for s, b in busy.items()}, dict(chosen))
+                            {s: b / seconds for s, b in busy.items()}, dict(chosen),
+                            sorted(done))
 
     async def aclose(self) -> None:
         for client in self._clients.values():
