@@ -48,6 +48,8 @@ class StreamResult:
     utilisation: dict[str, float] = field(default_factory=dict)  # server -> busy share
     frames_per_replica: dict[str, int] = field(default_factory=dict)  # chosen replica -> n
     done_s: list[float] = field(default_factory=list)  # each answer's time from the start, sorted
+    # replicas chosen for a frame that did not compute it (gone: it failed over or fell back)
+    absent: set[str] = field(default_factory=set)
 
     @property
     def throughput(self) -> float:
@@ -157,6 +159,7 @@ class ReplicaPipeline:
         outputs: list[Any] = [None] * len(frames)
         measured: list[Any] = [None] * len(frames)
         chosen: Counter = Counter()
+        picked: list[list[str]] = [[] for _ in frames]
         gate = asyncio.Semaphore(in_flight)
 
         async def one(i: int) -> None:
@@ -164,6 +167,7 @@ class ReplicaPipeline:
                 choice = self.choose()
                 for r, c in zip(self.stages, choice):
                     chosen[r[c]] += 1
+                    picked[i].append(r[c])
                 outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
                 done.append(time.perf_counter() - t0)
 
@@ -172,12 +176,14 @@ class ReplicaPipeline:
         await asyncio.gather(*(one(i) for i in range(len(frames))))
         seconds = time.perf_counter() - t0
         busy: Counter = Counter()
-        for m in measured:
+        absent: set[str] = set()
+        for m, wanted in zip(measured, picked):
             for t in m.servers:
                 busy[t.server] += t.compute_s
+            absent.update(set(wanted) - {t.server for t in m.servers})
         return StreamResult(outputs, measured, seconds,
                             {s: b / seconds for s, b in busy.items()}, dict(chosen),
-                            sorted(done))
+                            sorted(done), absent)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

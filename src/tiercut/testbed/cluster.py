@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -71,22 +71,40 @@ def spread(caps: Sequence[float], cpus: int = 2) -> list[int]:
     return out
 
 
-def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
-                        link: Link = Link(100e6, 0.002), frames: int = 40,
-                        method: str = "exact", profile_repeat: int = 3, marginal: bool = False,
-                        log: Callable[[str], None] = print) -> tuple[Cluster, list[Streamed]]:
-    """Stream ``frames`` frames of ``model`` under each of the three plans (see the module);
-    with ``marginal``, also the best plan on the k fastest nodes for every k in between, so
-    that "does the k-th node help?" is measured as well as predicted."""
-    from ..runtime.launch import spawn
-    from ..runtime.replicas import ReplicaPipeline
-    from ..runtime.stageplan import StagePlan
+@dataclass
+class Nodes:
+    """The running cluster: its servers, how each pair reaches each other, measured speeds."""
 
-    if len(caps) < 2:
-        raise ValueError(f"a cluster testbed needs at least 2 nodes, got caps {list(caps)}")
-    capped = cpucap.available()
-    if not capped:
-        log("CPU caps need root and cgroups: every node runs at this machine's full speed")
+    model: str
+    names: list[str]
+    endpoint: dict[str, str]  # node -> its tier server's host:port
+    via: dict[tuple[str, str], str]  # (sender node or SOURCE, receiver) -> the proxy to dial
+    servers: dict[str, Any]  # node -> runtime.launch.ServerProcess
+    speeds: dict[str, float]
+    cluster: Cluster
+    order: list[str]  # the graph's compute nodes in topological order
+
+    def name_of(self, address: str) -> str:
+        return next((n for n, e in self.endpoint.items() if e == address), address)
+
+    def dial(self, sender: str | None, receiver: str) -> str:
+        return self.via[(self.name_of(sender) if sender else SOURCE, self.name_of(receiver))]
+
+
+@dataclass
+class Workload:
+    """A model, its profile here and a stream of frames with the whole model's answers."""
+
+    model: str
+    module: torch.nn.Module
+    inputs: tuple
+    profile: Any
+    stream: list[tuple]
+    want: list[Any]
+
+
+def workload(model: str, frames: int, profile_repeat: int = 3,
+             log: Callable[[str], None] = print) -> Workload:
     torch.set_num_threads(1)
     zoo = entry(model)
     module, inputs = zoo.build(), zoo.example_inputs()
@@ -98,67 +116,102 @@ def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
     log(f"profiling {model} here (1 thread) ...")
     profile = profile_model(module, inputs, name=model,
                             settings=ProfileSettings(threads=1, repeat=profile_repeat))
-    order = [n.name for n in profile.nodes]
+    return Workload(model, module, inputs, profile, stream, want)
+
+
+@contextlib.contextmanager
+def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
+                  log: Callable[[str], None] = print) -> Iterator[Nodes]:
+    """One tier server per cap (pinned, capped), a shaping proxy per ordered pair of hosts,
+    each node's speed measured where it runs, and the cluster the planner sees."""
+    from ..runtime.launch import spawn
+
+    if len(caps) < 2:
+        raise ValueError(f"a cluster testbed needs at least 2 nodes, got caps {list(caps)}")
+    capped = cpucap.available()
+    if not capped:
+        log("CPU caps need root and cgroups: every node runs at this machine's full speed")
     names = [f"n{i + 1}" for i in range(len(caps))]
     ports = free_ports(len(caps))
     endpoint = {n: f"127.0.0.1:{p}" for n, p in zip(names, ports)}
     pairs = [(u, v) for u in (SOURCE, *names) for v in names if u != v]
     specs = [ProxySpec(endpoint[v], link.bandwidth_bps, link.latency_s) for _, v in pairs]
-    cpus = spread(caps)
-    results = []
     with contextlib.ExitStack() as stack:
         addresses, _ = stack.enter_context(proxies_in_child(specs))
-        via = dict(zip(pairs, addresses))
-        servers = {n: stack.enter_context(spawn([model], threads=1, cpus=[c], port=ports[i]))
-                   for i, (n, c) in enumerate(zip(names, cpus))}
+        servers = {n: stack.enter_context(spawn([work.model], threads=1, cpus=[c],
+                                                port=ports[i]))
+                   for i, (n, c) in enumerate(zip(names, spread(caps)))}
         if capped:
             for n, cap in zip(names, caps):
                 stack.enter_context(cpucap.CpuCap(cap)).add(servers[n].process.pid)
-        speeds = measure_speeds(model, profile, module, inputs, endpoint)
+        speeds = measure_speeds(work.model, work.profile, work.module, work.inputs, endpoint)
         log("measured speed factors " + ", ".join(f"{n} x{speeds[n]:.3f}" for n in names))
-        cluster = Cluster((ClusterNode(SOURCE, profile, speeds["device"]),
-                           *(ClusterNode(n, profile, speeds[n]) for n in names)),
+        cluster = Cluster((ClusterNode(SOURCE, work.profile, speeds["device"]),
+                           *(ClusterNode(n, work.profile, speeds[n]) for n in names)),
                           default_link=link, source=SOURCE)
+        yield Nodes(work.model, names, endpoint, dict(zip(pairs, addresses)), servers, speeds,
+                    cluster, [n.name for n in work.profile.nodes])
+
+
+def pipeline_for(nodes: Nodes, p: ClusterPlan) -> Any:
+    """The runtime's ReplicaPipeline for plan ``p`` on ``nodes``."""
+    from ..runtime.replicas import ReplicaPipeline
+    from ..runtime.stageplan import StagePlan
+
+    tiers = (SOURCE, *(f"stage{j + 1}" for j in range(len(p.stages))))
+    stage_plan = StagePlan.from_assignment(nodes.model, stage_assignment(p, nodes.order), tiers)
+    replicas = [[(nodes.endpoint[n], w) for n, w in zip(s.nodes, s.shares)] for s in p.stages]
+    return ReplicaPipeline(stage_plan, replicas, dial=nodes.dial, deadline_s=300.0)
+
+
+def check(outputs: Sequence[Any], want: Sequence[Any], first: int = 0) -> None:
+    for i, (y, w) in enumerate(zip(outputs, want), start=first):
+        if not torch.equal(y, w):
+            raise AssertionError(f"frame {i}: the pipeline's answer differs from the whole "
+                                 "model's")
+
+
+async def stream_plan(nodes: Nodes, work: Workload, label: str, p: ClusterPlan,
+                      log: Callable[[str], None] = print) -> Streamed:
+    """``work``'s frames through plan ``p``, two per node in flight, answers checked."""
+    in_plan = sum(len(s.nodes) for s in p.stages)
+    async with pipeline_for(nodes, p) as pipe:
+        got = await pipe.run(work.stream, in_flight=2 * in_plan + 1, warmup=2 * in_plan)
+    check(got.outputs, work.want)
+    if got.fell_back:
+        log(f"{got.fell_back} frames finished here (a node failed)")
+    busy = {nodes.name_of(s): u for s, u in got.utilisation.items()}
+    wire_s: dict[str, list[float]] = {}
+    for m in got.measurements:
+        for t in m.servers:
+            wire_s.setdefault(nodes.name_of(t.server), []).append(t.decode_s + t.encode_s)
+    return Streamed(label, p, got.steady_throughput, busy, len(work.stream),
+                    {n: sum(v) / len(v) for n, v in wire_s.items()})
+
+
+def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
+                        link: Link = Link(100e6, 0.002), frames: int = 40,
+                        method: str = "exact", profile_repeat: int = 3, marginal: bool = False,
+                        log: Callable[[str], None] = print) -> tuple[Cluster, list[Streamed]]:
+    """Stream ``frames`` frames of ``model`` under each of the three plans (see the module);
+    with ``marginal``, also the best plan on the k fastest nodes for every k in between, so
+    that "does the k-th node help?" is measured as well as predicted."""
+    if len(caps) < 2:
+        raise ValueError(f"a cluster testbed needs at least 2 nodes, got caps {list(caps)}")
+    work = workload(model, frames, profile_repeat, log)
+    results = []
+    with cluster_nodes(work, caps, link, log) as nodes:
+        cluster, names, profile = nodes.cluster, nodes.names, work.profile
         plans = {"planned": plan_cluster(cluster, profile, method, nodes=names),
                  "chain": plan_cluster(cluster, profile, "chain", nodes=names)}
         singles = [plan_cluster(cluster, profile, "exact", nodes=[n]) for n in names]
         plans["single"] = max(singles, key=lambda p: p.throughput_fps)
         if marginal:  # the best plan on the k fastest nodes, k = 2 .. N - 1 (1 and N above)
-            fastest = sorted(names, key=lambda n: -speeds[n])
+            fastest = sorted(names, key=lambda n: -nodes.speeds[n])
             for k in range(2, len(names)):
                 plans[f"fastest {k}"] = plan_cluster(cluster, profile, method,
                                                      nodes=fastest[:k])
-        by_address = {endpoint[n]: n for n in names}
-
-        def dial(sender: str | None, receiver: str) -> str:
-            return via[(by_address[sender] if sender else SOURCE, by_address[receiver])]
-
-        async def go(label: str, p: ClusterPlan) -> Streamed:
-            tiers = (SOURCE, *(f"stage{j + 1}" for j in range(len(p.stages))))
-            stage_plan = StagePlan.from_assignment(model, stage_assignment(p, order), tiers)
-            replicas = [[(endpoint[n], w) for n, w in zip(s.nodes, s.shares)]
-                        for s in p.stages]
-            async with ReplicaPipeline(stage_plan, replicas, dial=dial,
-                                       deadline_s=300.0) as pipe:
-                nodes = sum(len(s.nodes) for s in p.stages)
-                got = await pipe.run(stream, in_flight=2 * nodes + 1,
-                                     warmup=2 * sum(len(s.nodes) for s in p.stages))
-            for i, (y, w) in enumerate(zip(got.outputs, want)):
-                if not torch.equal(y, w):
-                    raise AssertionError(f"frame {i}: the pipeline's answer differs from the "
-                                         "whole model's")
-            if got.fell_back:
-                log(f"{got.fell_back} frames finished here (a node failed)")
-            busy = {by_address.get(s, s): u for s, u in got.utilisation.items()}
-            wire_s: dict[str, list[float]] = {}
-            for m in got.measurements:
-                for t in m.servers:
-                    wire_s.setdefault(by_address.get(t.server, t.server), []).append(
-                        t.decode_s + t.encode_s)
-            return Streamed(label, p, got.steady_throughput, busy, len(stream),
-                            {n: sum(v) / len(v) for n, v in wire_s.items()})
-
         for label, p in plans.items():
             log(f"{label}: {p.summary()}; streaming {frames} frames ...")
-            results.append(asyncio.run(go(label, p)))
+            results.append(asyncio.run(stream_plan(nodes, work, label, p, log)))
     return cluster, results
