@@ -40,3 +40,10 @@ def test_cluster_plan_refuses_bad_input_with_the_reason(tmp_path):
     result = runner.invoke(app, ["cluster", "plan", str(tmp_path / "c.yaml")])
     assert result.exit_code == 2
     assert "unknown node 'q'" in result.output
+
+
+def test_cluster_testbed_refuses_bad_caps_before_starting_anything():
+    for caps, said in (("0.5,x", "give fractions of a CPU"), ("0.5,1.5", "must be in (0, 1]"),
+                       ("0.5", "at least 2 nodes")):
+        result = runner.invoke(app, ["cluster", "testbed", "--caps", caps])
+        assert result.exit_code != 0 and said in result.output, result.output

@@ -1,4 +1,5 @@
-"""`tiercut cluster plan`: the fastest pipeline of a model over a cluster of nodes."""
+"""`tiercut cluster plan`: the fastest pipeline of a model over a cluster of nodes; `tiercut
+cluster testbed`: unequal nodes run on this machine, predicted against measured."""
 from __future__ import annotations
 
 import json
@@ -78,3 +79,52 @@ def _profiled(name: str):  # noqa: ANN202
     e = entry(name)
     return profile_model(e.build(), e.example_inputs(), name=name,
                          settings=ProfileSettings(threads=1, repeat=5))
+
+
+@cluster_app.command("testbed")
+def cluster_testbed_cmd(
+    model: str = typer.Option("resnet50", "--model", help="zoo model"),
+    caps: str = typer.Option("0.5,0.1,0.3,0.2", "--caps", help="one node per fraction of a "
+                             "CPU it is held to (unequal nodes), in the order the chain "
+                             "baseline keeps"),
+    link: str = typer.Option("100mbit,2ms", "--link", help="RATE,DELAY between every pair of "
+                             "hosts"),
+    frames: int = typer.Option(40, "--frames", min=10, help="frames streamed per plan"),
+    method: str = typer.Option("exact", "--method", help="exact, swarm or chain"),
+    marginal: bool = typer.Option(False, "--marginal", help="also stream the best plan on the "
+                                  "k fastest nodes, k = 2..N-1"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+) -> None:
+    """Run unequal nodes on this machine (CPU-capped tier servers, a shaping proxy per pair),
+    stream frames under the planner's plan, the placement-blind chain and the best single
+    node, and print predicted against measured frames per second."""
+    from ..planner.scenario import parse_link
+    from ..testbed.cluster import run_cluster_testbed
+
+    try:
+        fractions = [float(c) for c in caps.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--caps {caps!r}: give fractions of a CPU like 0.5,0.1,0.3")
+    if any(not 0 < c <= 1 for c in fractions):
+        raise typer.BadParameter(f"--caps {caps!r}: each fraction must be in (0, 1]")
+    try:
+        _, runs = run_cluster_testbed(model, fractions, parse_link(link), frames, method,
+                                      marginal=marginal,
+                                      log=lambda t: console.print(f"[dim]{t}[/dim]"))
+    except (TiercutError, ValueError) as exc:
+        _fail(exc)
+    table = Table("plan", "stages", "pred fps", "meas fps", "err", "utilisation",
+                  title=f"{model} on {len(fractions)} nodes capped at {caps} CPU, {link}")
+    for r in runs:
+        table.add_row(r.label, " | ".join("+".join(s.nodes) for s in r.plan.stages),
+                      f"{r.predicted_fps:.2f}", f"{r.measured_fps:.2f}", f"{r.error:+.1%}",
+                      ", ".join(f"{n} {u:.2f}" for n, u in sorted(r.utilisation.items())))
+    console.print(table)
+    console.print("meas: steady frames per second (between the 20th and 80th percentile of the "
+                  "answers); every answer checked against the whole model's")
+    if json_path:
+        json_path.write_text(json.dumps([{"plan": r.label, "summary": r.plan.summary(),
+                                          "predicted_fps": r.predicted_fps,
+                                          "measured_fps": r.measured_fps, "error": r.error,
+                                          "utilisation": r.utilisation} for r in runs],
+                                        indent=1))
