@@ -243,3 +243,33 @@ def test_the_swarm_bound_is_the_cut_dp_of_each_placement():
         value = best_cuts(arrays, *path(groups))[0]
         assert arrays.bound(groups) == pytest.approx(value, rel=1e-12)
         assert arrays.bound(groups) == pytest.approx(value, rel=1e-12)  # from the cache
+
+
+def test_a_nodes_wire_cost_is_charged_on_what_its_stage_moves():
+    bare = cluster([1.0, 2.0], seed=3)
+    wired = Cluster(tuple(ClusterNode(n.name, speed=n.speed, wire_s_per_byte=1e-8)
+                          for n in bare.nodes), bare.links, reference=bare.reference)
+    a, b = cost_model(bare), cost_model(wired)
+    m = a.m
+    for i in range(2):
+        for s in range(m):
+            for e in range(s + 1, m + 1):
+                moved = a.crossing[s] + a.crossing[e]
+                assert b.seconds[i, s, e] == pytest.approx(a.seconds[i, s, e] + 1e-8 * moved)
+    assert plan_cluster(wired, method="exact").throughput_fps <= \
+        plan_cluster(bare, method="exact").throughput_fps
+    with pytest.raises(ClusterError, match="wire seconds per byte must be >= 0"):
+        ClusterNode("x", speed=1.0, wire_s_per_byte=-1.0)
+
+
+def test_wire_ns_per_byte_is_read_from_a_cluster_file():
+    from tiercut.cluster import cluster_from_dict
+
+    data = {"nodes": [{"name": "a", "speed": 1, "wire_ns_per_byte": 20},
+                      {"name": "b", "speed": 2}],
+            "links": {"default": "100mbit,1ms"}}
+    c = cluster_from_dict(data)
+    assert c.node("a").wire_s_per_byte == pytest.approx(2e-8) and c.node("b").wire_s_per_byte == 0
+    data["nodes"][1]["wire_ns_per_byte"] = "lots"
+    with pytest.raises(ClusterError, match="wire_ns_per_byte must be a number"):
+        cluster_from_dict(data)

@@ -16,7 +16,7 @@ from .scenario import Cluster, ClusterError, ClusterNode, Medium
 _BYTE_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2 ** 10, "mib": 2 ** 20,
                "gib": 2 ** 30}
 TOP_KEYS = {"nodes", "links", "medium", "source", "sink", "reference"}
-NODE_KEYS = {"name", "profile", "speed", "memory", "power_w"}
+NODE_KEYS = {"name", "profile", "speed", "memory", "power_w", "wire_ns_per_byte"}
 
 
 def parse_bytes(text: Any, where: str) -> int:
@@ -111,7 +111,7 @@ def cluster_from_dict(data: Any, base_dir: Path = Path("."), source: str = "clus
             _profile(raw["profile"], base_dir, where) if "profile" in raw else None,
             raw.get("speed", 1.0),
             None if memory is None else parse_bytes(memory, f"{where}: memory"),
-            raw.get("power_w", 0.0)))
+            raw.get("power_w", 0.0), _wire(raw.get("wire_ns_per_byte", 0.0), where)))
     links, default = {}, None
     for key, value in (data.get("links") or {}).items():
         where = f"{source}: link {key!r}"
@@ -138,3 +138,11 @@ def cluster_from_dict(data: Any, base_dir: Path = Path("."), source: str = "clus
                        str(data.get("sink") or ""), medium, reference)
     except ClusterError as exc:
         raise ClusterError(f"{source}: {exc}") from None
+
+
+def _wire(value: Any, where: str) -> float:
+    """``wire_ns_per_byte`` (nanoseconds of the node's time per byte moved) in seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ClusterError(f"{where}: wire_ns_per_byte must be a number of nanoseconds >= 0, "
+                           f"got {value!r}")
+    return float(value) * 1e-9

@@ -17,6 +17,9 @@ Per frame, and per unit of time when the pipeline runs at its period P:
   hop, u -> v  period w_u w_v · 8 B / r_uv   latency max_{u,v} (8 B / r_uv + d_uv)
   medium       period Σ_hops Σ_{u,v on it} w_u w_v · 8 B / r_medium (all transfers split it)
 
+where t_i includes, for a node with ``wire_s_per_byte`` c_i, c_i times the bytes coming into
+the stage and going out of it (a node's processor moves its frames as well as computing them).
+
 Throughput is 1 / max(every period); the latency of a frame is the sum of the stage and hop
 latencies (a node sends to itself for free). Memory: every node of a group holds its stage's
 weights and its peak of live activations (the tensors crossing into or alive inside it).
@@ -115,6 +118,9 @@ def cost_model(cluster: Cluster, reference: Profile | None = None, cuts: str = "
     for i, name in enumerate(names):
         lat = np.array(exact_cumsum([v.latency_s for v in profiles[name].nodes]))[keep]
         seconds[i][upper] = (lat[None, :] - lat[:, None])[upper]
+        wire = cluster.node(name).wire_s_per_byte  # what comes in and what goes out
+        if wire:
+            seconds[i][upper] += (wire * (crossing[:, None] + crossing[None, :]))[upper]
         total = lat[-1]
         speed[i] = 1.0 / total if total > 0 else 1e12
     per_byte, delay, shared = (np.zeros((len(names),) * 2) for _ in range(3))

@@ -34,6 +34,9 @@ class ClusterNode:
     speed: float = 1.0
     memory_bytes: int | None = None  # weights and activations of the stage it holds, at most
     power_w: float = 0.0  # while computing, for the energy per frame
+    # seconds of this node's time per byte it receives or sends: moving a frame's tensors
+    # (sockets, RPC framing, copies) takes the same processor as computing; 0: not charged
+    wire_s_per_byte: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "-" in self.name:
@@ -51,6 +54,11 @@ class ClusterNode:
         if not (isinstance(self.power_w, (int, float)) and math.isfinite(self.power_w)
                 and self.power_w >= 0):
             raise ClusterError(f"node {self.name!r}: power_w must be >= 0, got {self.power_w!r}")
+        if isinstance(self.wire_s_per_byte, bool) or not isinstance(
+                self.wire_s_per_byte, (int, float)) or not (
+                math.isfinite(self.wire_s_per_byte) and self.wire_s_per_byte >= 0):
+            raise ClusterError(f"node {self.name!r}: wire seconds per byte must be >= 0, got "
+                               f"{self.wire_s_per_byte!r}")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Each node is a tier server in its own process, pinned to a CPU and held to its o
 of one (``caps``: unequal nodes) where the machine allows it (root and cgroups). Frames arrive
 at this process (the source and sink: it computes nothing) and every pair of hosts talks over
 its own emulated link (a shaping proxy per ordered pair). Each node's speed is measured where
-it runs; the cluster planner (``tiercut.cluster.plan_cluster``) sees the profile measured here
-scaled by them. Three plans are then streamed, ``frames`` frames each with several in flight
+it runs, and the seconds its processor spends per byte a frame brings in or takes out
+(``measure_wire``: a capped node receiving large frames computes more slowly meanwhile); the
+cluster planner (``tiercut.cluster.plan_cluster``) sees the profile measured here scaled by
+them. Three plans are then streamed, ``frames`` frames each with several in flight
 (``runtime.replicas.ReplicaPipeline``): the planner's, the placement-blind chain over the
 nodes in the order given, and the best single node. For each: predicted and measured frames
 per second, and each server's utilisation. Every answer is checked against the whole model's,
@@ -121,9 +123,10 @@ def workload(model: str, frames: int, profile_repeat: int = 3,
 
 @contextlib.contextmanager
 def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
-                  log: Callable[[str], None] = print) -> Iterator[Nodes]:
+                  log: Callable[[str], None] = print, wire: bool = True) -> Iterator[Nodes]:
     """One tier server per cap (pinned, capped), a shaping proxy per ordered pair of hosts,
-    each node's speed measured where it runs, and the cluster the planner sees."""
+    each node's speed measured where it runs, and the cluster the planner sees (with
+    ``wire``: each node's seconds per byte moved measured too, ``measure_wire``)."""
     from ..runtime.launch import spawn
 
     if len(caps) < 2:
@@ -146,11 +149,39 @@ def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
                 stack.enter_context(cpucap.CpuCap(cap)).add(servers[n].process.pid)
         speeds = measure_speeds(work.model, work.profile, work.module, work.inputs, endpoint)
         log("measured speed factors " + ", ".join(f"{n} x{speeds[n]:.3f}" for n in names))
-        cluster = Cluster((ClusterNode(SOURCE, work.profile, speeds["device"]),
-                           *(ClusterNode(n, work.profile, speeds[n]) for n in names)),
-                          default_link=link, source=SOURCE)
-        yield Nodes(work.model, names, endpoint, dict(zip(pairs, addresses)), servers, speeds,
-                    cluster, [n.name for n in work.profile.nodes])
+        bare = Cluster((ClusterNode(SOURCE, work.profile, speeds["device"]),
+                        *(ClusterNode(n, work.profile, speeds[n]) for n in names)),
+                       default_link=link, source=SOURCE)
+        nodes = Nodes(work.model, names, endpoint, dict(zip(pairs, addresses)), servers,
+                      speeds, bare, [n.name for n in work.profile.nodes])
+        if wire:
+            per_byte = measure_wire(nodes, work)
+            log("measured wire ns per byte " + ", ".join(f"{n} {per_byte[n] * 1e9:.1f}"
+                                                         for n in names))
+            nodes.cluster = Cluster((bare.nodes[0], *(
+                ClusterNode(n, work.profile, speeds[n], wire_s_per_byte=per_byte[n])
+                for n in names)), default_link=link, source=SOURCE)
+        yield nodes
+
+
+def measure_wire(nodes: Nodes, work: Workload, frames: int = 10) -> dict[str, float]:
+    """Each node's seconds per byte it receives or sends: the fastest node streams the whole
+    model (two frames in flight), and what its period exceeds its compute by, over the bytes
+    each frame brings in and takes out, is that node's; a node ``k`` times as fast moves a
+    byte ``k`` times as fast (the same processor does it)."""
+    fastest = max(nodes.names, key=lambda n: nodes.speeds[n])
+    alone = plan_cluster(nodes.cluster, work.profile, "exact", nodes=[fastest])
+    stream = (work.stream * (frames // len(work.stream) + 1))[:frames]
+
+    async def go() -> float:
+        async with pipeline_for(nodes, alone) as pipe:
+            got = await pipe.run(stream, in_flight=2, warmup=2)
+        return 1.0 / got.steady_throughput
+    period = asyncio.run(go())
+    compute = sum(n.latency_s for n in work.profile.nodes) / nodes.speeds[fastest]
+    moved = alone.hop_bytes[0] + alone.hop_bytes[-1]  # the input in, the output out
+    per_byte = max(period - compute, 0.0) / moved if moved else 0.0
+    return {n: per_byte * nodes.speeds[fastest] / nodes.speeds[n] for n in nodes.names}
 
 
 def pipeline_for(nodes: Nodes, p: ClusterPlan) -> Any:
@@ -192,7 +223,8 @@ async def stream_plan(nodes: Nodes, work: Workload, label: str, p: ClusterPlan,
 def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
                         link: Link = Link(100e6, 0.002), frames: int = 40,
                         method: str = "exact", profile_repeat: int = 3, marginal: bool = False,
-                        log: Callable[[str], None] = print) -> tuple[Cluster, list[Streamed]]:
+                        log: Callable[[str], None] = print, wire: bool = True
+                        ) -> tuple[Cluster, list[Streamed]]:
     """Stream ``frames`` frames of ``model`` under each of the three plans (see the module);
     with ``marginal``, also the best plan on the k fastest nodes for every k in between, so
     that "does the k-th node help?" is measured as well as predicted."""
@@ -200,7 +232,7 @@ def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
         raise ValueError(f"a cluster testbed needs at least 2 nodes, got caps {list(caps)}")
     work = workload(model, frames, profile_repeat, log)
     results = []
-    with cluster_nodes(work, caps, link, log) as nodes:
+    with cluster_nodes(work, caps, link, log, wire) as nodes:
         cluster, names, profile = nodes.cluster, nodes.names, work.profile
         plans = {"planned": plan_cluster(cluster, profile, method, nodes=names),
                  "chain": plan_cluster(cluster, profile, "chain", nodes=names)}
