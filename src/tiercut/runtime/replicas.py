@@ -2,9 +2,10 @@
 
 ``ReplicaPipeline(plan, stages)`` runs ``plan`` (a StagePlan: stage 0 here, stage k on the
 servers of ``stages[k-1]``) for many frames at once. ``stages[k-1]`` lists the replicas of
-stage k as (host:port, share): each frame takes one replica per stage, chosen by smooth
-weighted round robin (each replica's share of the frames follows its share, interleaved, so
-no replica gets a burst), and the others of that stage as its failover hosts: a replica that
+stage k as (host:port, share): each frame takes one replica per stage (``Dispatch``: the one
+with the fewest frames under way for its share, so that the shares hold while every replica
+keeps up and a slower one gathers no backlog), and the others of that stage as its failover
+hosts: a replica that
 leaves is skipped (SplitClient's failover, on every server's forward too), and a frame in
 flight on it is sent to another replica, or finished here when none is left. No frame is lost.
 
@@ -78,20 +79,30 @@ class StreamResult:
         return sum(m.failovers > 0 for m in self.measurements)
 
 
-class _Rotation:
-    """Smooth weighted round robin over one stage's replicas."""
+class Dispatch:
+    """Which replica of one stage takes the next frame: the one whose frames under way, the new
+    one counted, are the fewest for its share ((outstanding + 1) / share), ties broken by
+    smooth weighted round robin. With frames always under way on every replica the shares
+    hold, as the planner assumed; a replica slower than its share gathers no backlog (the
+    others take its frames); one frame at a time goes to the largest share, the fastest."""
 
     def __init__(self, shares: Sequence[float]) -> None:
         self.shares = list(shares)
         self.total = sum(self.shares)
         self.current = [0.0] * len(self.shares)
+        self.outstanding = [0] * len(self.shares)
 
-    def next(self) -> int:
+    def pick(self) -> int:
         for i, s in enumerate(self.shares):
             self.current[i] += s
-        best = max(range(len(self.shares)), key=lambda i: self.current[i])
+        best = min(range(len(self.shares)), key=lambda i: (
+            (self.outstanding[i] + 1) / self.shares[i], -self.current[i]))
         self.current[best] -= self.total
+        self.outstanding[best] += 1
         return best
+
+    def done(self, i: int) -> None:
+        self.outstanding[i] -= 1
 
 
 class ReplicaPipeline:
@@ -128,7 +139,7 @@ class ReplicaPipeline:
         self.plan, self.client_kw = plan, client_kw
         self.dial = dial or (lambda sender, receiver: receiver)
         self.stages = [[e for e, _ in replicas] for replicas in stages]
-        self._rotations = [_Rotation([s for _, s in replicas]) for replicas in stages]
+        self._dispatch = [Dispatch([s for _, s in replicas]) for replicas in stages]
         self._clients: dict[tuple[int, ...], SplitClient] = {}
 
     def _client(self, choice: tuple[int, ...]) -> SplitClient:
@@ -143,8 +154,13 @@ class ReplicaPipeline:
         return client
 
     def choose(self) -> tuple[int, ...]:
-        """The replica of each stage for the next frame."""
-        return tuple(r.next() for r in self._rotations)
+        """The replica of each stage for the next frame (``Dispatch``); give it back to
+        ``release`` when the frame is answered."""
+        return tuple(d.pick() for d in self._dispatch)
+
+    def release(self, choice: tuple[int, ...]) -> None:
+        for d, i in zip(self._dispatch, choice):
+            d.done(i)
 
     async def run(self, frames: Sequence[Sequence[torch.Tensor]], in_flight: int = 4,
                   warmup: int = 0) -> StreamResult:
@@ -155,7 +171,11 @@ class ReplicaPipeline:
         if not frames:
             raise PipelineError("give at least one frame")
         for i in range(warmup):
-            await self._client(self.choose()).ainfer(*frames[i % len(frames)])
+            choice = self.choose()
+            try:
+                await self._client(choice).ainfer(*frames[i % len(frames)])
+            finally:
+                self.release(choice)
         outputs: list[Any] = [None] * len(frames)
         measured: list[Any] = [None] * len(frames)
         chosen: Counter = Counter()
@@ -168,7 +188,10 @@ class ReplicaPipeline:
                 for r, c in zip(self.stages, choice):
                     chosen[r[c]] += 1
                     picked[i].append(r[c])
-                outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
+                try:
+                    outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
+                finally:
+                    self.release(choice)
                 done.append(time.perf_counter() - t0)
 
         done: list[float] = []
