@@ -4,7 +4,8 @@ behind its own emulated link (100 Mbit/s, 2 ms), frames arriving at this process
 
 For ResNet-50 and MobileNetV2: the cluster planner's plan (exact), the placement-blind chain
 over the nodes in their given order, the best single node, and the best plan on the k fastest
-nodes for k = 2, 3, each streamed (``--frames`` frames, 2 per node in flight; frames per
+nodes for k = 2, 3, each streamed (``--frames`` frames, 2 per node in flight
+and at least 2 over the smallest replica share; frames per
 second measured steady, between the 20th and 80th percentile of the answers). Prints predicted
 and measured frames per second, the error, each node's utilisation, and whether each added
 node helped, predicted against measured. Every answer is checked against the whole model's.
@@ -26,7 +27,7 @@ from tiercut.testbed.cluster import run_cluster_testbed
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet50,mobilenet_v2")
-    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--caps", default="0.5,0.1,0.3,0.2")
     ap.add_argument("--rate", default="100mbit")
     ap.add_argument("--delay", default="2ms")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -164,7 +165,7 @@ def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
         yield nodes
 
 
-def measure_wire(nodes: Nodes, work: Workload, frames: int = 10) -> dict[str, float]:
+def measure_wire(nodes: Nodes, work: Workload, frames: int = 20) -> dict[str, float]:
     """Each node's seconds per byte it receives or sends: the fastest node streams the whole
     model (two frames in flight), and what its period exceeds its compute by, over the bytes
     each frame brings in and takes out, is that node's; a node ``k`` times as fast moves a
@@ -204,10 +205,14 @@ def check(outputs: Sequence[Any], want: Sequence[Any], first: int = 0) -> None:
 
 async def stream_plan(nodes: Nodes, work: Workload, label: str, p: ClusterPlan,
                       log: Callable[[str], None] = print) -> Streamed:
-    """``work``'s frames through plan ``p``, two per node in flight, answers checked."""
+    """``work``'s frames through plan ``p``, answers checked. In flight: two per node, and
+    at least two over the smallest replica share, so that the slowest replica gets its share
+    of the frames (``Dispatch`` gives it one only when the others have that many waiting)."""
     in_plan = sum(len(s.nodes) for s in p.stages)
+    smallest = min(w for s in p.stages for w in s.shares)
+    in_flight = max(2 * in_plan + 1, math.ceil(2 / smallest))
     async with pipeline_for(nodes, p) as pipe:
-        got = await pipe.run(work.stream, in_flight=2 * in_plan + 1, warmup=2 * in_plan)
+        got = await pipe.run(work.stream, in_flight=in_flight, warmup=2 * in_plan)
     check(got.outputs, work.want)
     if got.fell_back:
         log(f"{got.fell_back} frames finished here (a node failed)")
