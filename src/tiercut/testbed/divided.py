@@ -35,7 +35,7 @@ from ..measure.profiler import ProfileSettings, profile_model
 from ..planner import Host, Link, Scenario, baseline
 from ..planner.plan import Plan
 from ..zoo import entry
-from .run import Setting, measure_speeds
+from .run import Measured, Setting, measure_speeds
 
 LAN = Link(100e6, 0.001)  # between edge servers: a switched 100 Mbit/s LAN
 DEVICE_CAP, EDGE_CAP = 0.15, 0.4  # fractions of one CPU
@@ -43,7 +43,7 @@ TOLERANCE = 1e-5  # a divided answer's largest error, relative to the answer's l
 
 
 @dataclass
-class DividedRun:
+class DividedRun(Measured):
     """One plan of the divided testbed, measured."""
 
     label: str  # "all-device", "undivided", "divided"
@@ -52,18 +52,6 @@ class DividedRun:
     measured_s: list[float] = field(default_factory=list)
     server_s: list[float] = field(default_factory=list)  # the edge server's compute, measured
     worst_error: float = 0.0  # the largest relative error against the whole model's answer
-
-    @property
-    def predicted_s(self) -> float:
-        return self.plan.total_s
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.measured_s)
-
-    @property
-    def error(self) -> float:
-        return self.median_s / self.predicted_s - 1.0
 
 
 @dataclass

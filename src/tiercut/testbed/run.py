@@ -61,19 +61,11 @@ SETTINGS = (Setting("3G-like", 1e6, 0.020), Setting("LTE-like", 10e6, 0.020),
             Setting("Wi-Fi-like", 100e6, 0.020))
 
 
-@dataclass
-class Run:
-    """One plan measured under one setting."""
+class Measured:
+    """A plan (``plan``) and the seconds its requests measured (``measured_s``)."""
 
-    setting: str
-    label: str  # "chosen", "all-device", "all-cloud"; with a codec table, ``joint.LABELS``
     plan: Plan
-    speeds: dict[str, float]  # each tier's speed factor the plan was made with
-    measured_s: list[float] = field(default_factory=list)
-    fallbacks: int = 0
-    detail: Any = None  # a codec plan's ``joint.Labelled`` (codecs, calibrated loss, bound)
-    seen_loss: float = 0.0  # the largest loss against the whole model's answer, at run time
-    first_hop_bytes: int = 0  # bytes the device sent on the first hop, last request
+    measured_s: list[float]
 
     @property
     def predicted_s(self) -> float:
@@ -87,6 +79,21 @@ class Run:
     def error(self) -> float:
         """(measured - predicted) / predicted, of the median."""
         return self.median_s / self.predicted_s - 1.0
+
+
+@dataclass
+class Run(Measured):
+    """One plan measured under one setting."""
+
+    setting: str
+    label: str  # "chosen", "all-device", "all-cloud"; with a codec table, ``joint.LABELS``
+    plan: Plan
+    speeds: dict[str, float]  # each tier's speed factor the plan was made with
+    measured_s: list[float] = field(default_factory=list)
+    fallbacks: int = 0
+    detail: Any = None  # a codec plan's ``joint.Labelled`` (codecs, calibrated loss, bound)
+    seen_loss: float = 0.0  # the largest loss against the whole model's answer, at run time
+    first_hop_bytes: int = 0  # bytes the device sent on the first hop, last request
 
     def placement(self) -> str:
         return self.plan.placement()
