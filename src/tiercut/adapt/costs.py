@@ -41,19 +41,24 @@ class PlanCost:
 
     def latency_at(self, bandwidth_bps: float, load: float = 1.0, load_resource: str = "") -> float:
         """Latency with nothing queued at a constant device-link rate."""
-        def chain(steps) -> float:  # noqa: ANN001
-            total = 0.0
-            for kind, res, seconds, bits, held in steps:
-                if kind == CPU:
-                    total += seconds * (load if res == load_resource else 1.0)
-                elif kind == TRACE_LINK:
-                    total += bits / bandwidth_bps + seconds
-                elif kind == FORK:
-                    total += max(chain(part) for part in self.forks[res])
-                else:
-                    total += held + seconds
-            return total
-        return chain(self.steps)
+        return _chain_s(self.steps, self.forks, bandwidth_bps, load, load_resource)
+
+
+def _chain_s(steps: tuple, forks: dict, bandwidth_bps: float, load: float,
+             load_resource: str) -> float:
+    """``PlanCost.latency_at`` of a chain of steps (a FORK: its slowest part)."""
+    total = 0.0
+    for kind, res, seconds, bits, held in steps:
+        if kind == CPU:
+            total += seconds * (load if res == load_resource else 1.0)
+        elif kind == TRACE_LINK:
+            total += bits / bandwidth_bps + seconds
+        elif kind == FORK:
+            total += max(_chain_s(part, forks, bandwidth_bps, load, load_resource)
+                         for part in forks[res])
+        else:
+            total += held + seconds
+    return total
 
 
 def plan_key(p: Plan) -> tuple:

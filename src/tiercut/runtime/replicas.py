@@ -171,30 +171,18 @@ class ReplicaPipeline:
         if not frames:
             raise PipelineError("give at least one frame")
         for i in range(warmup):
-            choice = self.choose()
-            try:
-                await self._client(choice).ainfer(*frames[i % len(frames)])
-            finally:
-                self.release(choice)
+            await self._infer(frames[i % len(frames)])
         outputs: list[Any] = [None] * len(frames)
         measured: list[Any] = [None] * len(frames)
-        chosen: Counter = Counter()
         picked: list[list[str]] = [[] for _ in frames]
+        done: list[float] = []
         gate = asyncio.Semaphore(in_flight)
 
         async def one(i: int) -> None:
             async with gate:
-                choice = self.choose()
-                for r, c in zip(self.stages, choice):
-                    chosen[r[c]] += 1
-                    picked[i].append(r[c])
-                try:
-                    outputs[i], measured[i] = await self._client(choice).ainfer(*frames[i])
-                finally:
-                    self.release(choice)
+                picked[i], outputs[i], measured[i] = await self._infer(frames[i])
                 done.append(time.perf_counter() - t0)
 
-        done: list[float] = []
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(len(frames))))
         seconds = time.perf_counter() - t0
@@ -204,9 +192,19 @@ class ReplicaPipeline:
             for t in m.servers:
                 busy[t.server] += t.compute_s
             absent.update(set(wanted) - {t.server for t in m.servers})
+        chosen = Counter(e for wanted in picked for e in wanted)
         return StreamResult(outputs, measured, seconds,
                             {s: b / seconds for s, b in busy.items()}, dict(chosen),
                             sorted(done), absent)
+
+    async def _infer(self, frame: Sequence[torch.Tensor]) -> tuple[list[str], Any, Measurement]:
+        """One frame on the replicas ``choose`` gives: those replicas, the answer, how it went."""
+        choice = self.choose()
+        try:
+            output, m = await self._client(choice).ainfer(*frame)
+        finally:
+            self.release(choice)
+        return [r[c] for r, c in zip(self.stages, choice)], output, m
 
     async def aclose(self) -> None:
         for client in self._clients.values():

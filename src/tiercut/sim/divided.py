@@ -23,12 +23,12 @@ def divided_cost(scenario: Scenario, d: DividedPlan) -> PlanCost:
     if d.run is None or d.division is None or d.rows is None:
         return base
     c = scenario.host(d.coordinator)
-    order = [n.name for n in c.profile.nodes]  # the profile's topological order
-    first, last = order.index(d.run[0]), order.index(d.run[1])
-    mine = [v for v in order if d.plan.assignment.get(v) == c.tier]
-    seconds = {v: c.profile.node(v).latency_s * c.load for v in mine}
-    before = sum(seconds[v] for v in mine if order.index(v) < first)
-    after = sum(seconds[v] for v in mine if order.index(v) > last)
+    position = {n.name: i for i, n in enumerate(c.profile.nodes)}  # topological order
+    first, last = position[d.run[0]], position[d.run[1]]
+    seconds = {v: c.profile.node(v).latency_s * c.load for v in position
+               if d.plan.assignment.get(v) == c.tier}
+    before = sum(s for v, s in seconds.items() if position[v] < first)
+    after = sum(s for v, s in seconds.items() if position[v] > last)
     edges = [0, *d.division.bounds, d.rows.height]
     parts = []
     for name, a, b in zip(d.division.workers, edges, edges[1:]):

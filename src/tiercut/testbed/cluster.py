@@ -45,7 +45,6 @@ class Streamed:
     measured_fps: float  # steady: between the 20th and 80th percentile of the answers
     utilisation: dict[str, float]  # node -> compute seconds over the wall time
     frames: int
-    wire_s: dict[str, float]  # node -> mean seconds decoding and encoding a frame's tensors
 
     @property
     def predicted_fps(self) -> float:
@@ -217,12 +216,7 @@ async def stream_plan(nodes: Nodes, work: Workload, label: str, p: ClusterPlan,
     if got.fell_back:
         log(f"{got.fell_back} frames finished here (a node failed)")
     busy = {nodes.name_of(s): u for s, u in got.utilisation.items()}
-    wire_s: dict[str, list[float]] = {}
-    for m in got.measurements:
-        for t in m.servers:
-            wire_s.setdefault(nodes.name_of(t.server), []).append(t.decode_s + t.encode_s)
-    return Streamed(label, p, got.steady_throughput, busy, len(work.stream),
-                    {n: sum(v) / len(v) for n, v in wire_s.items()})
+    return Streamed(label, p, got.steady_throughput, busy, len(work.stream))
 
 
 def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
