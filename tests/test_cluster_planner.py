@@ -273,3 +273,11 @@ def test_wire_ns_per_byte_is_read_from_a_cluster_file():
     data["nodes"][1]["wire_ns_per_byte"] = "lots"
     with pytest.raises(ClusterError, match="wire_ns_per_byte must be a number"):
         cluster_from_dict(data)
+
+
+def test_marginal_nodes_ranks_only_the_nodes_that_may_compute():
+    c = cluster([1.0, 3.0, 2.0, 0.5], seed=1)
+    ladder = marginal_nodes(c, method="exact", nodes=["d0", "d1", "d2"])
+    assert [m.nodes for m in ladder] == [("d1",), ("d1", "d2"), ("d0", "d1", "d2")]
+    with pytest.raises(ClusterError, match="unknown node 'nope'"):
+        marginal_nodes(c, method="exact", nodes=["nope"])

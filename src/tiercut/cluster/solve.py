@@ -142,14 +142,16 @@ class Marginal:
 
 def marginal_nodes(cluster: Cluster, model: Graph | Profile | None = None,
                    method: str = "swarm", latency_cap_s: float | None = None, seed: int = 0,
-                   cuts: str = "single") -> list[Marginal]:
-    """For k = 1 .. N: the best plan on the k fastest nodes, and whether the k-th helped.
+                   cuts: str = "single", nodes: Sequence[str] | None = None
+                   ) -> list[Marginal]:
+    """For k = 1 .. N: the best plan on the k fastest nodes (of ``nodes``, the ones that may
+    compute; all when None), and whether the k-th helped.
 
     Each set holds the one before, and every planner may leave a node out, so the figures
     only grow; a node that adds nothing (its link too slow, the bottleneck elsewhere) shows
     as ``helps=False``."""
     costs, arrays = _prepare(cluster, model, cuts)
-    ranked = sorted(range(len(costs.nodes)), key=lambda i: (-costs.speed[i], i))
+    ranked = sorted(_allowed(costs, nodes), key=lambda i: (-costs.speed[i], i))
     out: list[Marginal] = []
     previous = None
     for k in range(1, len(ranked) + 1):

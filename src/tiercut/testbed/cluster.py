@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..cluster import Cluster, ClusterNode, ClusterPlan, plan_cluster
+from ..cluster import Cluster, ClusterNode, ClusterPlan, marginal_nodes, plan_cluster
 from ..link.child import ProxySpec, proxies_in_child
 from ..measure import cpucap
 from ..measure.profiler import ProfileSettings, profile_model
@@ -238,10 +238,8 @@ def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
         singles = [plan_cluster(cluster, profile, "exact", nodes=[n]) for n in names]
         plans["single"] = max(singles, key=lambda p: p.throughput_fps)
         if marginal:  # the best plan on the k fastest nodes, k = 2 .. N - 1 (1 and N above)
-            fastest = sorted(names, key=lambda n: -nodes.speeds[n])
-            for k in range(2, len(names)):
-                plans[f"fastest {k}"] = plan_cluster(cluster, profile, method,
-                                                     nodes=fastest[:k])
+            for m in marginal_nodes(cluster, profile, method, nodes=names)[1:-1]:
+                plans[f"fastest {m.k}"] = m.plan
         for label, p in plans.items():
             log(f"{label}: {p.summary()}; streaming {frames} frames ...")
             results.append(asyncio.run(stream_plan(nodes, work, label, p, log)))
