@@ -30,8 +30,9 @@ MAY_IMPORT = {
     "testbed": {"zoo", "graph", "measure", "planner", "link", "runtime", "decompose",
                 "cluster"},
     "cluster": {"zoo", "graph", "measure", "planner", "decompose"},
+    "discover": {"zoo", "graph", "measure", "runtime", "cluster"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
-            "testbed", "dashboard", "decompose", "cluster"},
+            "testbed", "dashboard", "decompose", "cluster", "discover"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400

@@ -128,3 +128,108 @@ def cluster_testbed_cmd(
                                           "measured_fps": r.measured_fps, "error": r.error,
                                           "utilisation": r.utilisation} for r in runs],
                                         indent=1))
+
+
+@cluster_app.command("discover")
+def cluster_discover_cmd(
+    wait: str = typer.Option("3s", "--wait", help="how long to browse the LAN, e.g. 3s"),
+    model: Optional[str] = typer.Option(None, "--model", help="zoo model to time on each node "
+                                        "(against this host's profile of it)"),
+    write: Optional[Path] = typer.Option(None, "--write", help="write the cluster YAML here "
+                                         "(and its reference profile beside it); needs "
+                                         "--model"),
+    on: str = typer.Option("", "--on", help="IPv4 addresses of the interfaces to browse on, "
+                           "comma-separated (default: all)"),
+    name: str = typer.Option("here", "--name", help="this host's node name in the file"),
+    as_json: bool = typer.Option(False, "--json", help="print the survey as JSON"),
+) -> None:
+    """Find the tier servers announced on the LAN (tiercut serve --announce), time MODEL on
+    each, measure the links between every two of them and this host, print them, and with
+    --write write the cluster file `tiercut cluster plan` reads."""
+    from ..discover import BadRecord, browse, cluster_dict, survey
+    from ..planner.scenario import ScenarioError, parse_seconds
+
+    try:
+        wait_s = parse_seconds(wait)
+    except ScenarioError as exc:
+        raise typer.BadParameter(f"--wait: {exc}") from None
+    if not 0 < wait_s <= 60:
+        raise typer.BadParameter(f"--wait {wait!r}: give 0.1s to 60s")
+    if write is not None and model is None:
+        raise typer.BadParameter("--write needs --model: a cluster file gives each node's "
+                                 "speed on a model")
+    interfaces = [a.strip() for a in on.split(",") if a.strip()] or None
+    log = (lambda t: None) if as_json else (lambda t: console.print(f"[dim]{t}[/dim]"))
+    try:
+        records, warnings = browse(wait_s, interfaces)
+        for w in warnings:
+            console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        if not records:
+            console.print(f"[red]error:[/red] no tiercut node announced itself on "
+                          f"{', '.join(interfaces or ['any interface'])} within {wait}; start "
+                          "them with `tiercut serve --announce` (and check that the LAN passes "
+                          "multicast: mDNS is UDP 5353 to 224.0.0.251)", highlight=False)
+            raise typer.Exit(1)
+        reference = _profiled(model) if model else None
+        s = survey(records, model, name, reference, log=log)
+        data = cluster_dict(s, f"{write.stem}-reference.json") if write else None
+    except BadRecord as exc:  # the discovery errors (SurveyError, LinkError among them)
+        _fail(exc)
+    if write is not None:
+        _write_cluster(write, data, reference)
+    for w in s.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if as_json:
+        print(json.dumps({**s.to_dict(), "written": str(write) if write else None}, indent=1))
+    else:
+        _print_survey(s)
+        if write is not None:
+            console.print(f"wrote {write} and {write.with_name(data['reference'])}; plan on it "
+                          f"with: tiercut cluster plan {write} --reference "
+                          f"{write.with_name(data['reference'])}", highlight=False)
+    if not s.answered:
+        raise typer.Exit(1)
+
+
+def _write_cluster(path: Path, data: dict, reference) -> None:  # noqa: ANN001
+    """The YAML and its reference profile, then read back as `cluster plan` will read it."""
+    import yaml
+
+    from ..cluster import load_cluster
+
+    reference.save(path.with_name(data["reference"]))
+    path.write_text("# written by tiercut cluster discover: speeds are against the reference "
+                    "profile,\n# links RATE,DELAY as timed by Probe calls (one direction per "
+                    "pair)\n" + yaml.safe_dump(data, sort_keys=False))
+    try:
+        load_cluster(path)
+    except TiercutError as exc:  # a bug here, not the user's: say so plainly
+        _fail(f"the cluster file written to {path} does not load: {exc}")
+
+
+def _print_survey(s) -> None:  # noqa: ANN001
+    from ..discover import LinkEstimate
+
+    table = Table("node", "address", "models", "cpus", "memory", "speed" + (
+        f" ({s.model})" if s.model else ""), f"link from {s.here}", "status",
+        title=f"tiercut nodes found ({len(s.answered)} of {len(s.nodes)} answered)")
+    table.add_row(s.here, "(this host)", "", f"{s.here_cpus:g}", f"{s.here_memory >> 20} MiB",
+                  "" if s.here_speed is None else f"{s.here_speed:.3f}", "", "lister")
+    for n in s.nodes:
+        r, link = n.record, s.link(s.here, n.name)
+        table.add_row(n.name, r.endpoint, ",".join(r.models), f"{r.cpus:g}",
+                      f"{r.memory >> 20} MiB", "" if n.speed is None else f"{n.speed:.3f}",
+                      link.text() if isinstance(link, LinkEstimate) else "",
+                      n.problem or "ok")
+    console.print(table)
+    names = [s.here] + [n.name for n in s.answered]
+    if len(names) > 2:
+        matrix = Table("from \\ to", *names[1:], title="links (rate, one-way delay)")
+        for a in names[:-1]:
+            cells = []
+            for b in names[1:]:
+                v = s.links.get((a, b))
+                cells.append("" if a == b or v is None else
+                             v.text() if isinstance(v, LinkEstimate) else f"failed: {v}")
+            matrix.add_row(a, *cells)
+        console.print(matrix)

@@ -138,6 +138,13 @@ def serve_cmd(
     cpus: Optional[str] = typer.Option(None, "--cpus", help="run on these CPUs only, e.g. 1, "
                                        "0,2 or 2-3 (tiers sharing a machine: each its own "
                                        "cores)"),
+    announce: bool = typer.Option(False, "--announce", help="announce this node on the LAN "
+                                  "(mDNS, _tiercut._tcp) for tiercut cluster discover"),
+    node_name: Optional[str] = typer.Option(None, "--node-name", help="the name it announces "
+                                            "(default HOSTNAME_PORT); letters, digits, _"),
+    announce_on: str = typer.Option("", "--announce-on", help="IPv4 addresses of the "
+                                    "interfaces to announce on, comma-separated (default: "
+                                    "127.0.0.1 for a loopback --host, else all)"),
 ) -> None:
     """Host MODELS and run the stages of plans sent to this tier; SIGTERM drains and exits."""
     from ..measure import cpucap
@@ -162,6 +169,7 @@ def serve_cmd(
                 resolve(name)
             except TiercutError as exc:
                 raise typer.BadParameter(str(exc)) from None
+    announcer = _announcer(announce, node_name, announce_on, host, names)
     import dataclasses
 
     from .. import codecs
@@ -183,7 +191,8 @@ def serve_cmd(
                             cache_dir=cache_dir, limits=limits, security=security,
                             forward_security=forward, insecure_bind=insecure_bind,
                             max_in_flight=max_in_flight, max_per_client=max_per_client,
-                            peers=[p for p in peers.split(",") if p])
+                            peers=[p for p in peers.split(",") if p],
+                            known_peers=announcer.known if announcer else None)
     except SecurityError as exc:
         _fail(exc)
 
@@ -191,12 +200,51 @@ def serve_cmd(
         print(f"tiercut serve: listening on {endpoint} models={','.join(names)} "
               f"backend={backend} tls={'mutual' if security.client_ca else security.tls} "
               f"token={bool(security.token)}", flush=True)
+        if announcer:
+            _announce(announcer, node_name, host, server.port, names)
 
     try:
-        serve_forever(server, started)
+        serve_forever(server, started, announcer.close if announcer else None)
     except OSError as exc:
         _fail(exc)
+    finally:
+        if announcer:
+            announcer.close()
     print("tiercut serve: stopped", flush=True)
+
+
+def _announcer(announce: bool, node_name: Optional[str], announce_on: str, host: str,
+               models: list[str]):  # noqa: ANN202
+    """The mDNS announcer ``serve --announce`` asks for, its interfaces open (None without
+    --announce); a bad name or address is a usage error before anything listens."""
+    if not announce:
+        if node_name or announce_on:
+            raise typer.BadParameter("--node-name and --announce-on need --announce")
+        return None
+    from ..discover import Announcer, BadRecord, NodeRecord, default_interfaces
+    from ..discover.record import check_name
+
+    interfaces = [a.strip() for a in announce_on.split(",") if a.strip()] or \
+        default_interfaces(host)
+    try:
+        if node_name is not None:
+            check_name(node_name)
+        NodeRecord("x", 1, tuple(models), 1, 0, "").txt()  # fits a TXT entry
+        return Announcer(interfaces, log=lambda t: print(t, flush=True)).open()
+    except BadRecord as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _announce(announcer: Any, node_name: Optional[str], host: str, port: int,
+              models: list[str]) -> None:
+    from ..discover import NodeRecord, announced_addresses, available_cpus, available_memory
+    from ..discover.record import default_name, tiercut_version
+
+    # after --cpus pinned this process: the CPUs and memory it really has
+    record = NodeRecord(node_name or default_name(port), port, tuple(models), available_cpus(),
+                        available_memory(), tiercut_version(),
+                        tuple(announced_addresses(host, announcer.interfaces)))
+    announcer.start(record)
 
 
 def infer_cmd(

@@ -52,6 +52,7 @@ def add_servicer(servicer: Any, server: grpc.aio.Server) -> None:
                 "Health": handler(servicer.Health, pb.HealthRequest, pb.HealthReply),
                 "Load": handler(servicer.Load, pb.LoadRequest, pb.LoadReply),
                 "Probe": handler(servicer.Probe, pb.ProbeRequest, pb.ProbeReply),
+                "ProbePeer": handler(servicer.ProbePeer, pb.ProbePeerRequest, pb.ProbePeerReply),
                 "RunPart": handler(servicer.RunPart, pb.RunPartRequest, pb.RunPartReply)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "tiercut.runtime.TierServer", handlers),))

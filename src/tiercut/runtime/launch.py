@@ -115,8 +115,11 @@ def spawn(models: Sequence[str], threads: int | None = 1, host: str = "127.0.0.1
 
 # --- `tiercut serve` ---------------------------------------------------------------------------
 
-def serve_forever(server: TierServer, on_start: Callable[[str], None] = print) -> None:
-    """Run ``server`` until SIGTERM or SIGINT, then drain requests in flight and exit."""
+def serve_forever(server: TierServer, on_start: Callable[[str], None] = print,
+                  on_stop: Callable[[], None] | None = None) -> None:
+    """Run ``server`` until SIGTERM or SIGINT, then drain requests in flight and exit.
+    ``on_stop`` runs first (off the event loop): e.g. withdraw the server's mDNS announcement,
+    so that nobody finds it while it drains."""
 
     async def main() -> None:
         endpoint = await server.start()
@@ -126,6 +129,8 @@ def serve_forever(server: TierServer, on_start: Callable[[str], None] = print) -
             loop.add_signal_handler(sig, stop.set)
         on_start(endpoint)
         await stop.wait()
+        if on_stop is not None:
+            await loop.run_in_executor(None, on_stop)
         await server.stop(grace=30)
 
     asyncio.run(main())

@@ -45,7 +45,7 @@ import concurrent.futures
 import math
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import grpc
 import torch
@@ -59,6 +59,7 @@ from .backends import BACKENDS, BackendError
 from .dispatch import Undecodable, add_servicer
 from .forward import Forwarder
 from .parts import PartRunner
+from .peerprobe import PeerProber
 from .security import ClientSecurity, ServerSecurity, check_bind
 from .divided import divided_stage
 from .stagecache import Prepared, StageCache
@@ -79,7 +80,8 @@ class TierServer(pb_grpc.TierServerServicer):
                  security: ServerSecurity | None = None,
                  forward_security: ClientSecurity | None = None, insecure_bind: bool = False,
                  max_in_flight: int = 64, max_per_client: int = 32,
-                 peers: Sequence[str] = ()):
+                 peers: Sequence[str] = (),
+                 known_peers: Callable[[], Iterable[str]] | None = None):
         if not models:
             raise ValueError("a tier server needs at least one model to host (--models)")
         if backend not in BACKENDS:
@@ -104,6 +106,8 @@ class TierServer(pb_grpc.TierServerServicer):
         self._admission = Admission(max_in_flight, max_per_client)
         self._next = Forwarder(forward_security, max_message_bytes)
         self._parts = PartRunner(self.models, limits)
+        # ProbePeer dials --peers and nodes discovered on the LAN (known_peers), nothing else
+        self._peer_prober = PeerProber(peers, known_peers, forward_security)
         self._server: grpc.aio.Server | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._serving = False
@@ -173,6 +177,12 @@ class TierServer(pb_grpc.TierServerServicer):
 
     async def Probe(self, request: pb.ProbeRequest, context: Any) -> pb.ProbeReply:
         return pb.ProbeReply(received=len(request.padding), load=wire.load_to_pb(self.load()))
+
+    async def ProbePeer(self, request: pb.ProbePeerRequest, context: Any) -> pb.ProbePeerReply:
+        try:
+            return await self._peer_prober.probe(request, self.endpoint, self.max_message_bytes)
+        except Abort as exc:
+            await context.abort(exc.code, exc.message)
 
     async def Prepare(self, request: pb.PrepareRequest, context: Any) -> pb.PrepareReply:
         try:

@@ -5,7 +5,7 @@ import warnings
 
 from tiercut.runtime import tiercut_pb2 as tiercut_dot_runtime_dot_tiercut__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -64,6 +64,11 @@ class TierServerStub:
                 request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
                 response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
                 _registered_method=True)
+        self.ProbePeer = channel.unary_unary(
+                '/tiercut.runtime.TierServer/ProbePeer',
+                request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerRequest.SerializeToString,
+                response_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerReply.FromString,
+                _registered_method=True)
         self.RunPart = channel.unary_unary(
                 '/tiercut.runtime.TierServer/RunPart',
                 request_serializer=tiercut_dot_runtime_dot_tiercut__pb2.RunPartRequest.SerializeToString,
@@ -113,6 +118,12 @@ class TierServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProbePeer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunPart(self, request, context):
         """One part of a divided layer range (parts.py); the device gathers the parts (fanout.py).
         """
@@ -152,6 +163,11 @@ def add_TierServerServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.FromString,
                     response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.SerializeToString,
+            ),
+            'ProbePeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProbePeer,
+                    request_deserializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerRequest.FromString,
+                    response_serializer=tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerReply.SerializeToString,
             ),
             'RunPart': grpc.unary_unary_rpc_method_handler(
                     servicer.RunPart,
@@ -321,6 +337,33 @@ class TierServer:
             '/tiercut.runtime.TierServer/Probe',
             tiercut_dot_runtime_dot_tiercut__pb2.ProbeRequest.SerializeToString,
             tiercut_dot_runtime_dot_tiercut__pb2.ProbeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProbePeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tiercut.runtime.TierServer/ProbePeer',
+            tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerRequest.SerializeToString,
+            tiercut_dot_runtime_dot_tiercut__pb2.ProbePeerReply.FromString,
             options,
             channel_credentials,
             insecure,
