@@ -30,3 +30,7 @@ class AssignmentError(TiercutError, ValueError):
 
 class ProfileError(TiercutError, ValueError):
     """A profile that does not follow the ``tiercut-profile/1`` format."""
+
+
+class PlanError(TiercutError, ValueError):
+    """A plan the runtime cannot run; the message names the bad field."""

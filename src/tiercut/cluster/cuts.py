@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .pipeline import INF, Model, evaluate, shares
+from .pipeline import INF, Model, Split, entry, evaluate, shares
 
 Group = tuple[int, ...]
 SOURCE, SINK = ("source",), ("sink",)
@@ -42,6 +42,9 @@ class Arrays:
 
     def stage(self, group: Group) -> tuple[np.ndarray, np.ndarray]:
         """(period, latency) of [a, c) on ``group``: (m+1, m+1), inf where not allowed."""
+        if group not in self._stage and isinstance(group, Split):
+            latency = self.model.divisions.latency(group)
+            self._stage[group] = (latency, latency)  # one frame at a time: period = latency
         if group not in self._stage:
             m, g = self.model, list(group)
             t = m.seconds[g]
@@ -58,7 +61,8 @@ class Arrays:
             return [self.model.source], np.ones(1)
         if end == SINK:
             return [self.model.sink], np.ones(1)
-        return list(end), shares(self.model, list(end))
+        where = entry(self.model, end)
+        return list(where), np.array(list(where.values()))
 
     def hop(self, a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(period, latency, medium) vectors over the cut a hop from a to b crosses."""

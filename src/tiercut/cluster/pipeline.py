@@ -24,6 +24,11 @@ Throughput is 1 / max(every period); the latency of a frame is the sum of the st
 latencies (a node sends to itself for free). Memory: every node of a group holds its stage's
 weights and its peak of live activations (the tensors crossing into or alive inside it).
 
+Divided stages. Where a ``Divisions`` is attached (``Model.divisions``), a group marked
+``Split`` runs each frame divided by rows across its nodes instead (``divide.py``): its
+period and latency are the divided stage's seconds, frames enter and leave at its
+coordinator, and its energy is its parts' compute.
+
 Cuts. ``cuts="single"`` allows a cut only where one tensor crosses (between blocks: few cut
 positions, fast); ``cuts="all"`` at every topological position, with all crossing tensors.
 """
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +44,26 @@ from ..measure.profile import Profile
 from .scenario import Cluster, ClusterError
 
 INF = math.inf
+
+
+class Split(tuple):
+    """A group of nodes that divides each frame of its stage by rows (``divide.py``) rather
+    than taking frames in turn: the same nodes, another label, so it hashes apart from the
+    replica group of the same nodes."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Split and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(("split", tuple(self)))
+
+    def __repr__(self) -> str:
+        return f"Split{tuple.__repr__(self)}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,7 @@ class Model:
     sink: int
     model: str
     node_names: tuple[str, ...]  # the graph's compute nodes
+    divisions: Any = None  # divide.Divisions: the priced divided stages; None: replicas only
 
     @property
     def m(self) -> int:
@@ -154,6 +180,14 @@ def shares(model: Model, group: Sequence[int]) -> np.ndarray:
     return s / s.sum()
 
 
+def entry(model: Model, group: Sequence[int]) -> dict[int, float]:
+    """Where a group's frames arrive and leave, with each node's share of them: every node by
+    its share for replicas, the coordinator alone for a divided stage."""
+    if isinstance(group, Split):
+        return {model.divisions.coordinator(group): 1.0}
+    return dict(zip(group, shares(model, group)))
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Every figure of one plan (groups, cuts) under the model; inf periods where it breaks a
@@ -200,13 +234,22 @@ def evaluate(model: Model, groups: Sequence[Sequence[int]], cuts: Sequence[int])
     sp, sl, energy, fits = [], [], [], True
     ends = [{model.source: 1.0}]
     for g, a, c in zip(groups, cuts, cuts[1:]):
+        fits = fits and bool(model.memory[a, c] <= model.caps[list(g)].min())
+        ends.append(entry(model, g))
+        if isinstance(g, Split):
+            if model.divisions is None:
+                raise ClusterError(f"group {g} divides its stage, but no graph was given to "
+                                   "divide it by (plan_cluster's divide=)")
+            t = float(model.divisions.latency(g)[a, c])
+            sp.append(t)
+            sl.append(t)
+            energy.append(model.divisions.detail(g, a, c).energy_j if t < INF else INF)
+            continue
         w = shares(model, g)
         t = model.seconds[list(g), a, c]
         sp.append(float(np.max(w * t)))
         sl.append(float(np.max(t)))
         energy.append(float(np.sum(w * t * model.power_w[list(g)])))
-        fits = fits and bool(model.memory[a, c] <= model.caps[list(g)].min())
-        ends.append(dict(zip(g, w)))
     ends.append({model.sink: 1.0})
     hp, hl, hb, med = [], [], [], []
     for j in range(len(groups) + 1):

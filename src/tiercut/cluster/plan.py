@@ -8,14 +8,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from .pipeline import Model, evaluate, shares
+from .pipeline import Model, Split, entry, evaluate
 
 
 @dataclass(frozen=True)
 class Stage:
     nodes: tuple[str, ...]  # the cluster nodes holding it
-    mode: str  # "single" (one node) or "replicas" (frames taken in turn, by share)
-    shares: tuple[float, ...]  # of the frames, per node
+    # "single" (one node), "replicas" (frames taken in turn, by share) or "divided" (each
+    # frame's run divided by rows across the nodes, ``division``)
+    mode: str
+    shares: tuple[float, ...]  # of the frames, per node (a divided stage's: its coordinator)
     first: str  # the stage's first and last compute node of the graph
     last: str
     n_graph_nodes: int
@@ -25,6 +27,9 @@ class Stage:
     memory_bytes: int  # weights and peak activations a node needs to hold it
     bytes_in: int  # what crosses into it per frame
     tensors_in: tuple[str, ...]
+    # a divided stage's run: {"first", "last", "coordinator", "hosts" (row order),
+    # "row_bounds", "part_s"}; None otherwise
+    division: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class ClusterPlan:
         return tuple(s.nodes for s in self.stages)
 
     def summary(self) -> str:
-        parts = " | ".join(f"{'+'.join(s.nodes)}[{s.first}..{s.last}]" for s in self.stages)
+        parts = " | ".join(f"{('/' if s.mode == 'divided' else '+').join(s.nodes)}"
+                          f"[{s.first}..{s.last}]" for s in self.stages)
         return (f"{self.throughput_fps:.2f} frames/s, latency {self.latency_s * 1e3:.1f} ms, "
                 f"bottleneck {self.bottleneck}: {parts}")
 
@@ -70,12 +76,15 @@ def describe(model: Model, groups: Sequence[Sequence[int]], cuts: Sequence[int],
     stages = []
     for j, (g, a, c) in enumerate(zip(groups, cuts, cuts[1:])):
         first, last = model.positions[a], model.positions[c]
+        where = entry(model, g)
+        division = _division(model, g, a, c) if isinstance(g, Split) else None
         stages.append(Stage(
-            tuple(model.nodes[i] for i in g), "single" if len(g) == 1 else "replicas",
-            tuple(float(w) for w in shares(model, list(g))), names[first], names[last - 1],
+            tuple(model.nodes[i] for i in g),
+            "divided" if division else "single" if len(g) == 1 else "replicas",
+            tuple(float(where.get(i, 0.0)) for i in g), names[first], names[last - 1],
             last - first, ev.stage_period[j], ev.stage_latency[j],
             ev.stage_period[j] / period if period > 0 else 0.0, int(model.memory[a, c]),
-            int(model.crossing[a]), model.tensors[a]))
+            int(model.crossing[a]), model.tensors[a], division))
     ends = [model.nodes[model.source], *("+".join(s.nodes) for s in stages),
             model.nodes[model.sink]]
     terms = [(p, f"stage {j + 1}") for j, p in enumerate(ev.stage_period)]
@@ -88,3 +97,10 @@ def describe(model: Model, groups: Sequence[Sequence[int]], cuts: Sequence[int],
                        bottleneck, ev.hop_period, tuple(int(b) for b in ev.hop_bytes),
                        ev.medium_s, ev.energy_j, model.nodes[model.source],
                        model.nodes[model.sink])
+
+
+def _division(model: Model, group: Split, a: int, c: int) -> dict[str, Any]:
+    d = model.divisions.detail(group, a, c)
+    return {"first": d.run[0], "last": d.run[1], "coordinator": model.nodes[d.coordinator],
+            "hosts": [model.nodes[i] for i in d.hosts], "row_bounds": list(d.bounds),
+            "part_s": list(d.part_s)}

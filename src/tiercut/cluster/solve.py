@@ -6,12 +6,14 @@ Methods. ``exact`` tries every ordered assignment of node groups to stages (at m
 the chain baseline's, and returns the better of its plan and the baseline's, so it is never
 slower than ``chain`` by construction; ``chain`` is that baseline (the nodes in the given
 order, one per stage, some skipped). All three cut by the same DP and are judged by the same
-``pipeline.evaluate``. Stages are held by one node or by replicas; an intra-layer split of a
-stage (``tiercut.decompose``) is not among the options yet: it shortens a frame's latency
-more than it raises throughput, which replicas raise without halos or a gather.
+``pipeline.evaluate``. Stages are held by one node or by replicas, and with ``divide=`` (the
+traced graph) also by nodes that divide each frame by rows (``divide.py``): that shortens a
+frame more than it raises throughput, which replicas raise without halos or a gather, so it
+is what a tight latency cap chooses. The chain baseline never divides.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,6 +22,7 @@ import numpy as np
 from ..graph.dag import Graph
 from ..measure.profile import Profile
 from .cuts import Arrays, Group
+from .divide import Divisions
 from .pipeline import INF, Model, cost_model
 from .plan import ClusterPlan, describe
 from .scenario import Cluster, ClusterError
@@ -32,11 +35,13 @@ METHODS = ("exact", "swarm", "chain")
 def plan_cluster(cluster: Cluster, model: Graph | Profile | None = None, method: str = "exact",
                  latency_cap_s: float | None = None, seed: int = 0, cuts: str = "single",
                  nodes: Sequence[str] | None = None,
-                 settings: SwarmSettings = SwarmSettings()) -> ClusterPlan:
+                 settings: SwarmSettings = SwarmSettings(), divide: Graph | None = None
+                 ) -> ClusterPlan:
     """The plan of most frames per second. ``model``: a Profile is the reference that nodes
     given by ``speed`` scale; a Graph is checked against the nodes' profiles. ``nodes``: the
-    nodes that may compute (all when None); the source and sink take part either way."""
-    costs, arrays = _prepare(cluster, model, cuts)
+    nodes that may compute (all when None); the source and sink take part either way.
+    ``divide``: the model's graph, to let a stage's nodes divide each frame by rows."""
+    costs, arrays = _prepare(cluster, model, cuts, divide)
     allowed = _allowed(costs, nodes)
     period, groups, where = search(arrays, allowed, method, latency_cap_s, seed, settings)
     if period == INF:
@@ -65,16 +70,21 @@ def search(arrays: Arrays, allowed: Sequence[int], method: str, latency_cap_s: f
     return found if found[0] <= base[0] else base
 
 
-def _prepare(cluster: Cluster, model: Graph | Profile | None, cuts: str
-             ) -> tuple[Model, Arrays]:
+def _prepare(cluster: Cluster, model: Graph | Profile | None, cuts: str,
+             divide: Graph | None = None) -> tuple[Model, Arrays]:
     reference = model if isinstance(model, Profile) else None
     costs = cost_model(cluster, reference, cuts)
-    if isinstance(model, Graph):
-        names = [n.name for n in model.compute_nodes]
-        if tuple(names) != costs.node_names:
-            raise ClusterError(f"graph {model.name!r} ({len(names)} nodes) is not the graph the "
-                               f"cluster's nodes profile ({costs.model!r}, "
-                               f"{len(costs.node_names)} nodes)")
+    for graph in (model, divide):
+        if isinstance(graph, Graph):
+            names = [n.name for n in graph.compute_nodes]
+            if tuple(names) != costs.node_names:
+                raise ClusterError(f"graph {graph.name!r} ({len(names)} nodes) is not the graph "
+                                   f"the cluster's nodes profile ({costs.model!r}, "
+                                   f"{len(costs.node_names)} nodes)")
+    if divide is not None:
+        divisions = Divisions(costs, divide, cluster.profiles(reference),
+                              [n.wire_s_per_byte for n in cluster.nodes])
+        costs = dataclasses.replace(costs, divisions=divisions)
     return costs, Arrays(costs)
 
 
@@ -142,15 +152,15 @@ class Marginal:
 
 def marginal_nodes(cluster: Cluster, model: Graph | Profile | None = None,
                    method: str = "swarm", latency_cap_s: float | None = None, seed: int = 0,
-                   cuts: str = "single", nodes: Sequence[str] | None = None
-                   ) -> list[Marginal]:
+                   cuts: str = "single", nodes: Sequence[str] | None = None,
+                   divide: Graph | None = None) -> list[Marginal]:
     """For k = 1 .. N: the best plan on the k fastest nodes (of ``nodes``, the ones that may
     compute; all when None), and whether the k-th helped.
 
     Each set holds the one before, and every planner may leave a node out, so the figures
     only grow; a node that adds nothing (its link too slow, the bottleneck elsewhere) shows
     as ``helps=False``."""
-    costs, arrays = _prepare(cluster, model, cuts)
+    costs, arrays = _prepare(cluster, model, cuts, divide)
     ranked = sorted(_allowed(costs, nodes), key=lambda i: (-costs.speed[i], i))
     out: list[Marginal] = []
     previous = None

@@ -14,7 +14,7 @@ host on its own link to the coordinator (a switched LAN: transfers do not share 
 the run takes the slowest part's time, and stitching is a copy.
 
 The search. For hosts in a fixed order taking contiguous row ranges, the best bounds are a
-min-max partition solved exactly by dynamic programming over rows (``_best_bounds``, numpy,
+min-max partition solved exactly by dynamic programming over rows (``best_bounds``, numpy,
 O(k·H²)). ``best_division(method="exact")`` does that for every ordered choice of up to
 ``max_parts`` hosts; ``brute_division`` enumerates every order and every set of bounds (the
 reference the tests check against). Beyond a few hosts the orders grow factorially, so
@@ -142,7 +142,7 @@ def part_terms(costs: RowCosts, worker: Worker, a: int, b: int) -> tuple[float, 
     return compute, src_rows * costs.src_row_bytes, (b - a) * costs.out_row_bytes
 
 
-def _best_bounds(matrices: Sequence[np.ndarray]) -> tuple[float, tuple[int, ...]]:
+def best_bounds(matrices: Sequence[np.ndarray]) -> tuple[float, tuple[int, ...]]:
     """Min over bounds 0 < b1 < ... < H of the max part cost, hosts in the given order."""
     h = matrices[0].shape[0] - 1
     f = matrices[-1][:, h].copy()  # the last host takes rows r..H
@@ -175,7 +175,7 @@ def best_division(costs: RowCosts, workers: Sequence[Worker], max_parts: int | N
         orders = (tuple(ranked[:k]) for k in range(1, k_max + 1))
     best = None
     for order in orders:
-        value, bounds = _best_bounds([mats[w.name] for w in order])
+        value, bounds = best_bounds([mats[w.name] for w in order])
         if best is None or value < best[0] - 1e-15:
             best = (value, order, bounds)
     value, order, bounds = best

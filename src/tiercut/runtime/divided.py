@@ -22,7 +22,7 @@ class _DividedModule(torch.nn.Module):
 
     def __init__(self, plan: StagePlan, graph: Graph, stage: Stage) -> None:
         super().__init__()
-        d, k = plan.division, plan.division["stage"]
+        d, k = plan.division_of(stage.index), stage.index
         position = {n.name: i for i, n in enumerate(graph.compute_nodes)}
         i, j = position[d["first"]], position[d["last"]]
         fine = {}

@@ -63,12 +63,13 @@ class StageCache:
         if not 0 <= request.stage < plan.stages:
             raise Abort(bad, f"Prepare: stage {request.stage} is out of range; the plan has "
                              f"stages 0..{plan.stages - 1} for tiers {list(plan.tiers)}")
-        if plan.division is not None and plan.division["stage"] == request.stage:
+        division = plan.division_of(request.stage)
+        if division is not None:
             if self.backend != "torch":
                 raise Abort(bad, f"Prepare: stage {request.stage} is divided across peers; "
                                  f"only the torch backend runs a divided stage, this server "
                                  f"runs {self.backend!r}")
-            foreign = [p for p in plan.division["peers"] if p not in (*self.peers, LOCAL_PEER)]
+            foreign = [p for p in division["peers"] if p not in (*self.peers, LOCAL_PEER)]
             if foreign:
                 raise Abort(bad, f"Prepare: the plan's division names peers {foreign} that "
                                  f"this server may not connect to; allowed (--peers): "
@@ -103,7 +104,7 @@ class StageCache:
         async with self._lock:
             try:
                 lay = await asyncio.to_thread(layout, plan)
-                if plan.division is not None and plan.division["stage"] == request.stage:
+                if division is not None:
                     runner = self.divide(plan, lay, request.stage)  # checked above: torch
                 else:
                     runner = await asyncio.to_thread(build_runner, self.backend, plan, lay,

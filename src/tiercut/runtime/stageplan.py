@@ -23,17 +23,15 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.fx as fx
 
-from ..errors import TiercutError
+from ..errors import PlanError  # raised here; importers still find it in this module
 from ..graph.dag import Graph
 from ..graph.split import Stage, split
 from ..graph.trace import trace
 from ..zoo import ZooEntry, resolve
+from .signature import Signature, signature  # noqa: F401 (the layout's; importers use it)
 
 FORMAT = "tiercut-stageplan/1"
 
-
-class PlanError(TiercutError, ValueError):
-    """A plan the runtime cannot run; the message names the bad field."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,11 @@ class StagePlan:
     input_shape: tuple[int, ...] | None = None  # for module:factory models without input_shape
     batch: int | None = None  # example batch for zoo models (None: the zoo's, i.e. 1)
     # one run of stage k divided across peer tier servers: {"stage": k, "first", "last",
-    # "bounds": [row bounds], "peers": ["host:port", one per part]}; None: undivided
-    division: Mapping[str, Any] | None = field(default=None, hash=False)
+    # "bounds": [row bounds], "peers": ["host:port", one per part]}, or a list of those for
+    # several stages (at most one per stage: a cluster plan divides each stage on its own
+    # nodes); None: undivided
+    division: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = field(default=None,
+                                                                            hash=False)
 
     def __post_init__(self) -> None:
         _check_plan(self)
@@ -54,12 +55,18 @@ class StagePlan:
     def stages(self) -> int:
         return len(self.tiers)
 
+    def division_of(self, k: int) -> Mapping[str, Any] | None:
+        """The division of stage ``k``'s run, None where stage k is undivided."""
+        return next((d for d in _divisions(self.division) if d.get("stage") == k), None)
+
     def canonical(self) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.model, "tiers": list(self.tiers),
                 "assignment": dict(sorted(self.assignment.items())),
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "batch": self.batch,
-                **({"division": dict(self.division)} if self.division is not None else {})}
+                **({"division": dict(self.division) if isinstance(self.division, Mapping)
+                    else [dict(d) for d in self.division]}
+                   if self.division is not None else {})}
 
     def to_json(self) -> str:
         return self._json
@@ -224,10 +231,30 @@ LOCAL_PEER = "local"  # a division's part computed by the divided stage's own se
 _PEER = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
+def _divisions(division: Any) -> list[Any]:
+    if division is None:
+        return []
+    return [division] if isinstance(division, Mapping) else list(division)
+
+
 def _check_division(plan: StagePlan) -> None:
     d = plan.division
-    if not isinstance(d, Mapping):
-        raise PlanError(f"plan field 'division' must be an object, got {type(d).__name__}")
+    if not isinstance(d, (Mapping, list, tuple)) or not _divisions(d):
+        raise PlanError(f"plan field 'division' must be an object or a non-empty list of "
+                        f"them, got {type(d).__name__}")
+    stages = []
+    for one in _divisions(d):
+        if not isinstance(one, Mapping):
+            raise PlanError(f"plan field 'division' lists a {type(one).__name__}; each entry "
+                            "must be an object")
+        _check_one_division(plan, one)
+        stages.append(one["stage"])
+    if len(set(stages)) != len(stages):
+        raise PlanError(f"plan field 'division' divides stages {stages}; at most one division "
+                        "per stage")
+
+
+def _check_one_division(plan: StagePlan, d: Mapping[str, Any]) -> None:
     k = d.get("stage")
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < plan.stages:
         raise PlanError(f"plan field 'division.stage' is {k!r}; stages are "
@@ -264,42 +291,6 @@ def model_entry(plan: StagePlan) -> ZooEntry:
 
 
 # --- building, cached per process -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Signature:
-    """What a value crossing a link must look like: a tensor, an int, ... or a container."""
-
-    kind: str  # "tensor", "int", "float", "bool", "none", "tuple", "list", "size"
-    shape: tuple[int, ...] = ()
-    dtype: str = ""
-    items: tuple["Signature", ...] = ()
-
-    def describe(self) -> str:
-        if self.kind == "tensor":
-            return f"tensor {list(self.shape)} {self.dtype}"
-        if self.items or self.kind in ("tuple", "list", "size"):
-            return f"{self.kind}({', '.join(i.describe() for i in self.items)})"
-        return self.kind
-
-
-def signature(value: Any) -> Signature:
-    if isinstance(value, torch.Tensor):
-        return Signature("tensor", tuple(value.shape), str(value.dtype).removeprefix("torch."))
-    if isinstance(value, torch.Size):
-        return Signature("size", items=tuple(Signature("int") for _ in value))
-    if isinstance(value, bool):
-        return Signature("bool")
-    if isinstance(value, int):
-        return Signature("int")
-    if isinstance(value, float):
-        return Signature("float")
-    if value is None:
-        return Signature("none")
-    if isinstance(value, (tuple, list)):
-        return Signature(type(value).__name__ if type(value) in (tuple, list) else "tuple",
-                         items=tuple(signature(v) for v in value))
-    raise PlanError(f"a value of type {type(value).__name__} cannot cross a link")
-
 
 @dataclass(frozen=True)
 class Layout:

@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..cluster import Cluster, ClusterNode, ClusterPlan, marginal_nodes, plan_cluster
+from ..cluster import (Cluster, ClusterError, ClusterNode, ClusterPlan, marginal_nodes,
+                       plan_cluster)
+from ..graph.trace import trace
 from ..link.child import ProxySpec, proxies_in_child
 from ..measure import cpucap
 from ..measure.profiler import ProfileSettings, profile_model
@@ -45,6 +47,7 @@ class Streamed:
     measured_fps: float  # steady: between the 20th and 80th percentile of the answers
     utilisation: dict[str, float]  # node -> compute seconds over the wall time
     frames: int
+    measured_latency_s: float | None = None  # median, one frame in flight (``latency=True``)
 
     @property
     def predicted_fps(self) -> float:
@@ -141,9 +144,12 @@ def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
     specs = [ProxySpec(endpoint[v], link.bandwidth_bps, link.latency_s) for _, v in pairs]
     with contextlib.ExitStack() as stack:
         addresses, _ = stack.enter_context(proxies_in_child(specs))
-        servers = {n: stack.enter_context(spawn([work.model], threads=1, cpus=[c],
-                                                port=ports[i]))
-                   for i, (n, c) in enumerate(zip(names, spread(caps)))}
+        via = dict(zip(pairs, addresses))
+        # each node may fan a divided stage out to the others, through its links to them
+        servers = {n: stack.enter_context(spawn(
+            [work.model], threads=1, cpus=[c], port=ports[i],
+            extra_args=["--peers", ",".join(via[(n, v)] for v in names if v != n)]))
+            for i, (n, c) in enumerate(zip(names, spread(caps)))}
         if capped:
             for n, cap in zip(names, caps):
                 stack.enter_context(cpucap.CpuCap(cap)).add(servers[n].process.pid)
@@ -152,8 +158,8 @@ def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
         bare = Cluster((ClusterNode(SOURCE, work.profile, speeds["device"]),
                         *(ClusterNode(n, work.profile, speeds[n]) for n in names)),
                        default_link=link, source=SOURCE)
-        nodes = Nodes(work.model, names, endpoint, dict(zip(pairs, addresses)), servers,
-                      speeds, bare, [n.name for n in work.profile.nodes])
+        nodes = Nodes(work.model, names, endpoint, via, servers, speeds, bare,
+                      [n.name for n in work.profile.nodes])
         if wire:
             per_byte = measure_wire(nodes, work)
             log("measured wire ns per byte " + ", ".join(f"{n} {per_byte[n] * 1e9:.1f}"
@@ -185,62 +191,112 @@ def measure_wire(nodes: Nodes, work: Workload, frames: int = 20) -> dict[str, fl
 
 
 def pipeline_for(nodes: Nodes, p: ClusterPlan) -> Any:
-    """The runtime's ReplicaPipeline for plan ``p`` on ``nodes``."""
+    """The runtime's ReplicaPipeline for plan ``p`` on ``nodes``: a divided stage runs on its
+    coordinator, which fans the run's parts out to the other nodes over its links to them
+    (``StagePlan.division``, one per divided stage)."""
+    import dataclasses
+
     from ..runtime.replicas import ReplicaPipeline
-    from ..runtime.stageplan import StagePlan
+    from ..runtime.stageplan import LOCAL_PEER, StagePlan
 
     tiers = (SOURCE, *(f"stage{j + 1}" for j in range(len(p.stages))))
     stage_plan = StagePlan.from_assignment(nodes.model, stage_assignment(p, nodes.order), tiers)
-    replicas = [[(nodes.endpoint[n], w) for n, w in zip(s.nodes, s.shares)] for s in p.stages]
+    divisions, replicas = [], []
+    for j, s in enumerate(p.stages, start=1):
+        d = s.division
+        if d is None:
+            replicas.append([(nodes.endpoint[n], w) for n, w in zip(s.nodes, s.shares)])
+            continue
+        u = d["coordinator"]
+        divisions.append({"stage": j, "first": d["first"], "last": d["last"],
+                          "bounds": list(d["row_bounds"]),
+                          "peers": [LOCAL_PEER if h == u else nodes.via[(u, h)]
+                                    for h in d["hosts"]]})
+        replicas.append([(nodes.endpoint[u], 1.0)])
+    if divisions:
+        stage_plan = dataclasses.replace(stage_plan, division=divisions)
     return ReplicaPipeline(stage_plan, replicas, dial=nodes.dial, deadline_s=300.0)
 
 
-def check(outputs: Sequence[Any], want: Sequence[Any], first: int = 0) -> None:
+def divided(p: ClusterPlan) -> bool:
+    return any(s.division is not None for s in p.stages)
+
+
+def check(outputs: Sequence[Any], want: Sequence[Any], first: int = 0, exact: bool = True
+          ) -> None:
+    """Every answer equals the whole model's: bit for bit, or (``exact=False``: a divided
+    stage, whose tiles' convolutions round differently) within 1e-5 relative."""
     for i, (y, w) in enumerate(zip(outputs, want), start=first):
-        if not torch.equal(y, w):
+        same = torch.equal(y, w) if exact else torch.allclose(y, w, rtol=1e-5, atol=1e-5 * float(
+            w.abs().max()))
+        if not same:
             raise AssertionError(f"frame {i}: the pipeline's answer differs from the whole "
-                                 "model's")
+                                 "model's" + ("" if exact else " by more than 1e-5 relative"))
 
 
 async def stream_plan(nodes: Nodes, work: Workload, label: str, p: ClusterPlan,
-                      log: Callable[[str], None] = print) -> Streamed:
+                      log: Callable[[str], None] = print, latency: bool = False) -> Streamed:
     """``work``'s frames through plan ``p``, answers checked. In flight: two per node, and
     at least two over the smallest replica share, so that the slowest replica gets its share
-    of the frames (``Dispatch`` gives it one only when the others have that many waiting)."""
+    of the frames (``Dispatch`` gives it one only when the others have that many waiting).
+    With ``latency``, a frame's latency is measured first: the frames one at a time."""
     in_plan = sum(len(s.nodes) for s in p.stages)
-    smallest = min(w for s in p.stages for w in s.shares)
+    smallest = min(w for s in p.stages for w in s.shares if w > 0)
     in_flight = max(2 * in_plan + 1, math.ceil(2 / smallest))
+    measured_latency = None
     async with pipeline_for(nodes, p) as pipe:
         got = await pipe.run(work.stream, in_flight=in_flight, warmup=2 * in_plan)
-    check(got.outputs, work.want)
+        if latency:
+            one = await pipe.run(work.stream[:max(5, len(work.stream) // 4)], in_flight=1)
+            check(one.outputs, work.want, exact=not divided(p))
+            gaps = [b - a for a, b in zip([0.0, *one.done_s], one.done_s)]
+            measured_latency = sorted(gaps)[len(gaps) // 2]
+    check(got.outputs, work.want, exact=not divided(p))
     if got.fell_back:
         log(f"{got.fell_back} frames finished here (a node failed)")
     busy = {nodes.name_of(s): u for s, u in got.utilisation.items()}
-    return Streamed(label, p, got.steady_throughput, busy, len(work.stream))
+    return Streamed(label, p, got.steady_throughput, busy, len(work.stream), measured_latency)
 
 
 def run_cluster_testbed(model: str = "resnet50", caps: Sequence[float] = CAPS,
                         link: Link = Link(100e6, 0.002), frames: int = 40,
                         method: str = "exact", profile_repeat: int = 3, marginal: bool = False,
-                        log: Callable[[str], None] = print, wire: bool = True
+                        log: Callable[[str], None] = print, wire: bool = True,
+                        latency_cap_s: float | None = None
                         ) -> tuple[Cluster, list[Streamed]]:
     """Stream ``frames`` frames of ``model`` under each of the three plans (see the module);
     with ``marginal``, also the best plan on the k fastest nodes for every k in between, so
-    that "does the k-th node help?" is measured as well as predicted."""
+    that "does the k-th node help?" is measured as well as predicted. With ``latency_cap_s``
+    every plan keeps a frame within it, the planner's may divide a stage's frames across its
+    nodes (``plan_cluster(divide=)``), the best plan without dividing is streamed too when one
+    meets the cap, and each plan's frame latency is measured as well."""
     if len(caps) < 2:
         raise ValueError(f"a cluster testbed needs at least 2 nodes, got caps {list(caps)}")
     work = workload(model, frames, profile_repeat, log)
     results = []
     with cluster_nodes(work, caps, link, log, wire) as nodes:
         cluster, names, profile = nodes.cluster, nodes.names, work.profile
-        plans = {"planned": plan_cluster(cluster, profile, method, nodes=names),
-                 "chain": plan_cluster(cluster, profile, "chain", nodes=names)}
-        singles = [plan_cluster(cluster, profile, "exact", nodes=[n]) for n in names]
-        plans["single"] = max(singles, key=lambda p: p.throughput_fps)
+        graph = trace(work.module, work.inputs, name=model) if latency_cap_s else None
+        plans = {"planned": plan_cluster(cluster, profile, method, latency_cap_s, nodes=names,
+                                         divide=graph)}
+        if latency_cap_s:
+            with contextlib.suppress(ClusterError):  # no plan meets the cap without dividing
+                plans["undivided"] = plan_cluster(cluster, profile, method, latency_cap_s,
+                                                  nodes=names)
+        with contextlib.suppress(ClusterError):
+            plans["chain"] = plan_cluster(cluster, profile, "chain", latency_cap_s, nodes=names)
+        singles = []
+        for n in names:
+            with contextlib.suppress(ClusterError):
+                singles.append(plan_cluster(cluster, profile, "exact", latency_cap_s, nodes=[n]))
+        if singles:
+            plans["single"] = max(singles, key=lambda p: p.throughput_fps)
         if marginal:  # the best plan on the k fastest nodes, k = 2 .. N - 1 (1 and N above)
-            for m in marginal_nodes(cluster, profile, method, nodes=names)[1:-1]:
+            for m in marginal_nodes(cluster, profile, method, latency_cap_s, nodes=names,
+                                    divide=graph)[1:-1]:
                 plans[f"fastest {m.k}"] = m.plan
         for label, p in plans.items():
             log(f"{label}: {p.summary()}; streaming {frames} frames ...")
-            results.append(asyncio.run(stream_plan(nodes, work, label, p, log)))
+            results.append(asyncio.run(stream_plan(nodes, work, label, p, log,
+                                                   latency=latency_cap_s is not None)))
     return cluster, results

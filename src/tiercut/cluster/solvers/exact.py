@@ -4,8 +4,9 @@ stages placed so far), and a prefix whose slowest period already matches the bes
 is not extended: a pipeline's period only grows as stages are added. With a shared medium,
 the air time of the hops placed so far (each at its cheapest cut) bounds it too; with a
 latency cap, a prefix whose quickest frame already takes longer than the cap is dropped.
-The placements of N nodes number Σ_k C(N, k) · Fubini(k): 9,365 for 6 nodes, 1.1 million
-for 9.
+Where the model prices divided stages, every group of two or more nodes is tried both ways
+(replicas, and dividing each frame). The placements of N nodes number Σ_k C(N, k) ·
+Fubini(k): 9,365 for 6 nodes, 1.1 million for 9 (more where groups may divide).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..cuts import SINK, SOURCE, Arrays, Group, best_cuts, path
-from ..pipeline import INF
+from ..pipeline import INF, Split
 
 MAX_NODES = 8
 
@@ -32,9 +33,14 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
     capped = latency_cap is not None
     cap = latency_cap if capped else INF
 
+    divide = arrays.model.divisions is not None
+
     def subsets(remaining: tuple[int, ...]):
         for size in range(len(remaining), 0, -1):
-            yield from itertools.combinations(remaining, size)
+            for group in itertools.combinations(remaining, size):
+                yield group
+                if divide and size > 1:
+                    yield Split(group)  # the same nodes dividing each frame
 
     def visit(groups: list[Group], f: np.ndarray, remaining: tuple[int, ...], air: float,
               lat: np.ndarray) -> None:

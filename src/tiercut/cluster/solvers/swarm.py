@@ -4,10 +4,11 @@ The cooperative-inference recipe: a particle swarm searches placements and dynam
 programming partitions the model for each one it visits. A particle is a random-key vector of
 2N numbers in [0, 1]: the first N order the nodes (by key), the second N say what each node
 does in that order: below ``DROP`` it is left out, below ``JOIN`` it joins the group before
-it as a replica, else it starts a new stage. Positions move by the standard update (inertia,
-pull to the particle's best and to the swarm's). The best placements found are polished by
-a local search (move, drop, add or swap nodes, swap or merge adjacent stages) until no
-single move helps, then kicked by a few random moves and polished again (iterated local
+it as a replica, else it starts a new stage (one whose nodes divide each frame, ``Split``,
+above ``SPLIT`` where the model prices divided stages). Positions move by the standard
+update (inertia, pull to the particle's best and to the swarm's). The best placements found
+are polished by a local search (move, drop, add or swap nodes, swap or merge adjacent
+stages, switch a stage between replicas and dividing) until no single move helps, then kicked by a few random moves and polished again (iterated local
 search). At most ``max_placements`` distinct placements are tried: the budget that keeps a
 decision on 16 nodes under a second.
 
@@ -25,9 +26,9 @@ from typing import Sequence
 import numpy as np
 
 from ..cuts import Arrays, Group, best_cuts, path
-from ..pipeline import INF
+from ..pipeline import INF, Split
 
-DROP, JOIN = 0.15, 0.45
+DROP, JOIN, SPLIT = 0.15, 0.45, 0.85
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,11 @@ class SwarmSettings:
     balanced: int = 6  # seeds: all nodes in k = 2 .. this many stages of equal speed
 
 
-def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
+def decode(x: np.ndarray, allowed: Sequence[int], divide: bool = False
+           ) -> tuple[Group, ...]:
     n = len(allowed)
     groups: list[list[int]] = []
+    divided: list[bool] = []
     for i in np.argsort(x[:n], kind="stable"):
         role = x[n + i]
         if role < DROP:
@@ -57,7 +60,9 @@ def decode(x: np.ndarray, allowed: Sequence[int]) -> tuple[Group, ...]:
             groups[-1].append(allowed[i])
         else:
             groups.append([allowed[i]])
-    return tuple(tuple(sorted(g)) for g in groups)
+            divided.append(divide and role >= SPLIT)
+    return tuple(Split(sorted(g)) if d and len(g) > 1 else tuple(sorted(g))
+                 for g, d in zip(groups, divided))
 
 
 def balanced(by_speed: Sequence[int], k: int) -> tuple[Group, ...]:
@@ -79,7 +84,8 @@ def encode(groups: Sequence[Group], allowed: Sequence[int]) -> np.ndarray:
         for k, node in enumerate(g):
             i = list(allowed).index(node)
             x[i] = (slot + 0.5) / n
-            x[n + i] = (JOIN + 1) / 2 if k == 0 else (DROP + JOIN) / 2
+            start = (SPLIT + 1) / 2 if isinstance(g, Split) else (JOIN + 1) / 2
+            x[n + i] = start if k == 0 else (DROP + JOIN) / 2
             slot += 1
     x[:n][x[n:] < DROP] = np.linspace(0.9, 1.0, n)[x[n:] < DROP]
     return x
@@ -89,6 +95,7 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
           seed: int = 0, settings: SwarmSettings = SwarmSettings(),
           start: Sequence[Sequence[Group]] = ()) -> tuple[float, list[Group], list[int]]:
     rng = np.random.default_rng(seed)
+    divide = arrays.model.divisions is not None
     allowed = list(allowed)
     n = len(allowed)
     cache: dict[tuple[Group, ...], float] = {}
@@ -124,7 +131,7 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
         pos[k] = encode(s, allowed)
     vel = (rng.random((size, 2 * n)) - 0.5) * 0.2
     own = pos.copy()
-    own_cost = np.array([cost(decode(p, allowed)) for p in pos])
+    own_cost = np.array([cost(decode(p, allowed, divide)) for p in pos])
     best = int(np.argmin(own_cost))
     gpos, gcost = own[best].copy(), float(own_cost[best])
     stale = 0
@@ -136,7 +143,7 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
         pos = np.clip(pos + vel, 0.0, 1.0)
         improved = False
         for k in range(size):
-            c = cost(decode(pos[k], allowed))
+            c = cost(decode(pos[k], allowed, divide))
             if c < own_cost[k]:
                 own[k], own_cost[k] = pos[k], c
             if c < gcost * (1 - 1e-12):
@@ -146,18 +153,19 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
             break
     # polish the best distinct placements the particles found, then kick the best one by a
     # few random moves and polish again (iterated local search), keeping what improves
-    ranked = sorted(dict.fromkeys(decode(p, allowed) for p in own[np.argsort(own_cost)]),
+    ranked = sorted(dict.fromkeys(decode(p, allowed, divide) for p in own[np.argsort(own_cost)]),
                     key=cost)[:settings.polish_starts]
-    top = min((polish(g, allowed, cost, rng, settings.polish_rounds, arrays.model.m)
+    top = min((polish(g, allowed, cost, rng, settings.polish_rounds, arrays.model.m, divide)
                for g in ranked), key=cost)
     for _ in range(settings.kicks):
         kicked = top
         for _ in range(settings.kick_moves):
-            moves = neighbours(kicked, allowed)
+            moves = neighbours(kicked, allowed, divide)
             kicked = moves[int(rng.integers(len(moves)))] if moves else kicked
         if len(kicked) > arrays.model.m:
             continue
-        kicked = polish(kicked, allowed, cost, rng, settings.polish_rounds, arrays.model.m)
+        kicked = polish(kicked, allowed, cost, rng, settings.polish_rounds, arrays.model.m,
+                        divide)
         if cost(kicked) < cost(top) * (1 - 1e-12):
             top = kicked
     if not exact:
@@ -168,10 +176,10 @@ def solve(arrays: Arrays, allowed: Sequence[int], latency_cap: float | None = No
 
 
 def polish(groups: tuple[Group, ...], allowed: Sequence[int], cost, rng, rounds: int,
-           most_stages: int) -> tuple[Group, ...]:
+           most_stages: int, divide: bool = False) -> tuple[Group, ...]:
     """First-improvement local search over ``neighbours``, in a random order."""
     for _ in range(rounds):
-        moves = [g for g in neighbours(groups, allowed) if len(g) <= most_stages]
+        moves = [g for g in neighbours(groups, allowed, divide) if len(g) <= most_stages]
         better = next((g for g in (moves[i] for i in rng.permutation(len(moves)))
                        if cost(g) < cost(groups) * (1 - 1e-12)), None)
         if better is None:
@@ -180,10 +188,12 @@ def polish(groups: tuple[Group, ...], allowed: Sequence[int], cost, rng, rounds:
     return groups
 
 
-def neighbours(groups: tuple[Group, ...], allowed: Sequence[int]) -> list[tuple[Group, ...]]:
+def neighbours(groups: tuple[Group, ...], allowed: Sequence[int], divide: bool = False
+               ) -> list[tuple[Group, ...]]:
     """Placements one move away: a node dropped, moved into another stage or into a new stage
     at any position (an unused node added the same ways); two nodes swapped; two adjacent
-    stages swapped or merged."""
+    stages swapped or merged; with ``divide``, a stage of several nodes switched between
+    replicas and dividing each frame."""
     out = []
     used = {i for g in groups for i in g}
     for node in allowed:
@@ -203,6 +213,11 @@ def neighbours(groups: tuple[Group, ...], allowed: Sequence[int]) -> list[tuple[
     for j in range(len(groups) - 1):
         out.append((*groups[:j], groups[j + 1], groups[j], *groups[j + 2:]))
         out.append((*groups[:j], tuple(sorted(groups[j] + groups[j + 1])), *groups[j + 2:]))
+    if divide:
+        for j, g in enumerate(groups):
+            if len(g) > 1:
+                other = tuple(g) if isinstance(g, Split) else Split(g)
+                out.append((*groups[:j], other, *groups[j + 1:]))
     return [o for o in dict.fromkeys(out) if o and o != groups]
 
 
