@@ -47,3 +47,16 @@ def test_cluster_testbed_refuses_bad_caps_before_starting_anything():
                        ("0.5", "at least 2 nodes")):
         result = runner.invoke(app, ["cluster", "testbed", "--caps", caps])
         assert result.exit_code != 0 and said in result.output, result.output
+
+
+def test_cluster_plan_divide_traces_the_model_and_needs_one(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "nodes:\n  - {name: a, speed: 1}\n  - {name: b, speed: 1}\nlinks:\n"
+        "  default: 10gbit,0.1ms\n")
+    result = runner.invoke(app, ["cluster", "plan", str(tmp_path / "c.yaml"), "--divide"])
+    assert result.exit_code == 2 and "--model" in result.output
+    result = runner.invoke(app, ["cluster", "plan", str(tmp_path / "c.yaml"), "--model",
+                                 "digits_cnn", "--divide", "--method", "exact", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["model"] == "digits_cnn" and all("division" in s for s in data["stages"])

@@ -32,6 +32,9 @@ def cluster_plan_cmd(
                              "all"),
     marginal: bool = typer.Option(False, "--marginal", help="also: the best plan on the k "
                                   "fastest nodes, k = 1..N"),
+    divide: bool = typer.Option(False, "--divide", help="let a stage's nodes divide each frame "
+                                "by rows (shortens a frame: what a tight --latency-cap needs); "
+                                "needs --model, whose graph is traced here"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Plan MODEL over the cluster in SCENARIO and print the stages and predicted figures."""
@@ -43,8 +46,13 @@ def cluster_plan_cmd(
         cluster = load_cluster(scenario)
         ref = Profile.load(reference) if reference else _profiled(model) if model else None
         cap = parse_seconds(latency_cap) if latency_cap else None
-        plan = plan_cluster(cluster, ref, method, cap, seed, cuts)
-        rows = marginal_nodes(cluster, ref, method, cap, seed, cuts) if marginal else []
+        if divide and not model:
+            raise typer.BadParameter("--divide needs --model: the zoo model whose graph a "
+                                     "stage's nodes divide")
+        graph = _traced(model) if divide else None
+        plan = plan_cluster(cluster, ref, method, cap, seed, cuts, divide=graph)
+        rows = marginal_nodes(cluster, ref, method, cap, seed, cuts,
+                              divide=graph) if marginal else []
     except TiercutError as exc:
         _fail(exc)
     if as_json:
@@ -61,7 +69,10 @@ def cluster_plan_cmd(
     table = Table("stage", "nodes", "mode", "graph nodes", "busy ms/frame", "utilisation",
                   "MB in", "memory MB")
     for j, s in enumerate(plan.stages, 1):
-        table.add_row(str(j), "+".join(s.nodes), s.mode, f"{s.first}..{s.last} "
+        table.add_row(str(j), ("/" if s.division else "+").join(s.nodes), s.mode +
+                      (f" ({s.division['first']}..{s.division['last']} by rows "
+                       f"{s.division['row_bounds']})" if s.division else ""),
+                      f"{s.first}..{s.last} "
                       f"({s.n_graph_nodes})", f"{s.period_s * 1e3:.2f}",
                       f"{100 * s.utilisation:.0f} %", f"{s.bytes_in / 1e6:.3f}",
                       f"{s.memory_bytes / 1e6:.1f}")
@@ -70,6 +81,14 @@ def cluster_plan_cmd(
         console.print(f"k={r.k}: {r.throughput_fps:.2f} frames/s ({r.gain:.2f}x"
                       f"{', helps' if r.helps else ', no real gain' if r.k > 1 else ''}) "
                       f"on {', '.join(r.nodes)}", highlight=False)
+
+
+def _traced(name: str):  # noqa: ANN202
+    from ..graph.trace import trace
+    from ..zoo import entry
+
+    e = entry(name)
+    return trace(e.build(), e.example_inputs(), name=name)
 
 
 def _profiled(name: str):  # noqa: ANN202
@@ -93,12 +112,15 @@ def cluster_testbed_cmd(
     method: str = typer.Option("exact", "--method", help="exact, swarm or chain"),
     marginal: bool = typer.Option(False, "--marginal", help="also stream the best plan on the "
                                   "k fastest nodes, k = 2..N-1"),
+    latency_cap: Optional[str] = typer.Option(None, "--latency-cap", help="every plan keeps a "
+                                              "frame within this (e.g. 150ms); the planner's "
+                                              "may divide a stage's frames across its nodes"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
 ) -> None:
     """Run unequal nodes on this machine (CPU-capped tier servers, a shaping proxy per pair),
     stream frames under the planner's plan, the placement-blind chain and the best single
     node, and print predicted against measured frames per second."""
-    from ..planner.scenario import parse_link
+    from ..planner.scenario import parse_link, parse_seconds
     from ..testbed.cluster import run_cluster_testbed
 
     try:
@@ -108,17 +130,23 @@ def cluster_testbed_cmd(
     if any(not 0 < c <= 1 for c in fractions):
         raise typer.BadParameter(f"--caps {caps!r}: each fraction must be in (0, 1]")
     try:
+        cap = parse_seconds(latency_cap) if latency_cap else None
         _, runs = run_cluster_testbed(model, fractions, parse_link(link), frames, method,
                                       marginal=marginal,
-                                      log=lambda t: console.print(f"[dim]{t}[/dim]"))
+                                      log=lambda t: console.print(f"[dim]{t}[/dim]"),
+                                      latency_cap_s=cap)
     except (TiercutError, ValueError) as exc:
         _fail(exc)
     table = Table("plan", "stages", "pred fps", "meas fps", "err", "utilisation",
+                  *(("pred ms", "meas ms") if cap else ()),
                   title=f"{model} on {len(fractions)} nodes capped at {caps} CPU, {link}")
     for r in runs:
-        table.add_row(r.label, " | ".join("+".join(s.nodes) for s in r.plan.stages),
+        table.add_row(r.label, " | ".join(("/" if s.division else "+").join(s.nodes)
+                                          for s in r.plan.stages),
                       f"{r.predicted_fps:.2f}", f"{r.measured_fps:.2f}", f"{r.error:+.1%}",
-                      ", ".join(f"{n} {u:.2f}" for n, u in sorted(r.utilisation.items())))
+                      ", ".join(f"{n} {u:.2f}" for n, u in sorted(r.utilisation.items())),
+                      *((f"{r.plan.latency_s * 1e3:.0f}", f"{r.measured_latency_s * 1e3:.0f}")
+                        if cap else ()))
     console.print(table)
     console.print("meas: steady frames per second (between the 20th and 80th percentile of the "
                   "answers); every answer checked against the whole model's")
@@ -126,7 +154,10 @@ def cluster_testbed_cmd(
         json_path.write_text(json.dumps([{"plan": r.label, "summary": r.plan.summary(),
                                           "predicted_fps": r.predicted_fps,
                                           "measured_fps": r.measured_fps, "error": r.error,
-                                          "utilisation": r.utilisation} for r in runs],
+                                          "utilisation": r.utilisation,
+                                          "predicted_latency_s": r.plan.latency_s,
+                                          "measured_latency_s": r.measured_latency_s}
+                                         for r in runs],
                                         indent=1))
 
 
