@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..cluster import (Cluster, ClusterError, ClusterNode, ClusterPlan, marginal_nodes,
-                       plan_cluster)
+from ..cluster import (Cluster, ClusterError, ClusterNode, ClusterPlan, Medium,
+                       marginal_nodes, plan_cluster)
 from ..graph.trace import trace
 from ..link.child import ProxySpec, proxies_in_child
 from ..measure import cpucap
@@ -33,6 +33,7 @@ from ..measure.profiler import ProfileSettings, profile_model
 from ..planner import Link
 from ..zoo import entry
 from .divided import free_ports
+from .medium import measure_medium
 from .run import measure_speeds
 
 SOURCE = "source"  # this process: frames arrive and answers go here; it computes nothing
@@ -127,10 +128,12 @@ def workload(model: str, frames: int, profile_repeat: int = 3,
 
 @contextlib.contextmanager
 def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
-                  log: Callable[[str], None] = print, wire: bool = True) -> Iterator[Nodes]:
+                  log: Callable[[str], None] = print, wire: bool = True, medium: bool = True
+                  ) -> Iterator[Nodes]:
     """One tier server per cap (pinned, capped), a shaping proxy per ordered pair of hosts,
     each node's speed measured where it runs, and the cluster the planner sees (with
-    ``wire``: each node's seconds per byte moved measured too, ``measure_wire``)."""
+    ``wire``: each node's seconds per byte moved measured too, ``measure_wire``; with
+    ``medium``: what all the links carry together, ``measure_medium``, as a shared medium)."""
     from ..runtime.launch import spawn
 
     if len(caps) < 2:
@@ -162,26 +165,32 @@ def cluster_nodes(work: Workload, caps: Sequence[float], link: Link,
         nodes = Nodes(work.model, names, endpoint, via, servers, speeds, bare,
                       [n.name for n in work.profile.nodes])
         if wire:
-            per_byte = measure_wire(nodes, work)
-            log("measured wire ns per byte " + ", ".join(f"{n} {per_byte[n] * 1e9:.1f}"
-                                                         for n in names))
+            per_byte, speeds = measure_wire(nodes, work)
+            nodes.speeds = speeds
+            log("measured wire ns per byte " + ", ".join(
+                f"{n} {per_byte[n] * 1e9:.1f} (x{speeds[n]:.3f})" for n in names))
             nodes.cluster = Cluster((bare.nodes[0], *(
                 ClusterNode(n, work.profile, speeds[n], wire_s_per_byte=per_byte[n])
                 for n in names)), default_link=link, source=SOURCE)
+        if medium:
+            rate = measure_medium([nodes.dial(None, n) for n in names], work.profile.input_bytes)
+            log(f"measured the links' shared ceiling: {rate / 1e6:.0f} Mbit/s")
+            nodes.cluster = dataclasses.replace(nodes.cluster, medium=Medium(rate))
         yield nodes
 
 
 def measure_wire(nodes: Nodes, work: Workload, frames: int = 20, budget_s: float = 8.0
-                 ) -> dict[str, float]:
-    """Each node's seconds per byte it receives or sends. Every node streams the whole model
-    alone (two frames in flight; ``frames`` of them, fewer where that would take over
-    ``budget_s``, at least 6), and what its period exceeds its compute by, over the bytes each
-    frame brings in and takes out, is its figure; a node ``k`` times as fast moves a byte
-    ``k`` times as fast (the same processor does it), so the figures, scaled to one speed,
-    measure one constant: its median over the nodes is used (one node's figure moved by 2-3x
-    from run to run)."""
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Each node's seconds per byte it receives or sends, and its speed again where need be.
+    Every node streams the whole model alone (two frames in flight; ``frames`` of them, fewer
+    where that would take over ``budget_s``, at least 6): what its period exceeds its compute
+    by, over the bytes each frame brings in and takes out, is its figure. Where the period is
+    below the compute measured one frame at a time (a CPU quota lets a lone frame run in a
+    burst), the node's speed is taken from the period instead, with nothing per byte: either
+    way the planner's whole-model stage on the node takes the period streamed here. (One
+    node's figure scaled to the others, as before, moved by 2-3x from run to run.)"""
     compute = sum(n.latency_s for n in work.profile.nodes)
-    scaled = []
+    per_byte, speeds = {}, dict(nodes.speeds)
     for name in nodes.names:
         alone = plan_cluster(nodes.cluster, work.profile, "exact", nodes=[name])
         own = compute / nodes.speeds[name]
@@ -192,18 +201,19 @@ def measure_wire(nodes: Nodes, work: Workload, frames: int = 20, budget_s: float
             async with pipeline_for(nodes, plan) as pipe:
                 got = await pipe.run(stream, in_flight=2, warmup=2)
             return 1.0 / got.steady_throughput
+        period = asyncio.run(go())
         moved = alone.hop_bytes[0] + alone.hop_bytes[-1]  # the input in, the output out
-        if moved:
-            scaled.append(max(asyncio.run(go()) - own, 0.0) / moved * nodes.speeds[name])
-    per_unit = statistics.median(scaled) if scaled else 0.0
-    return {n: per_unit / nodes.speeds[n] for n in nodes.names}
+        if period >= own and moved:
+            per_byte[name] = (period - own) / moved
+        else:
+            per_byte[name], speeds[name] = 0.0, compute / period
+    return per_byte, speeds
 
 
 def pipeline_for(nodes: Nodes, p: ClusterPlan) -> Any:
     """The runtime's ReplicaPipeline for plan ``p`` on ``nodes``: a divided stage runs on its
     coordinator, which fans the run's parts out to the other nodes over its links to them
     (``StagePlan.division``, one per divided stage)."""
-    import dataclasses
 
     from ..runtime.replicas import ReplicaPipeline
     from ..runtime.stageplan import LOCAL_PEER, StagePlan
