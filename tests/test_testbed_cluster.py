@@ -35,3 +35,14 @@ def test_stage_assignment_follows_the_cuts():
     class P:
         cuts = (0, 2, 5)
     assert stage_assignment(P(), list("abcde")) == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 2}
+
+
+def test_the_shared_ceiling_is_measured_through_real_servers_and_refuses_nonsense():
+    from tiercut.runtime.launch import spawn
+    from tiercut.testbed.medium import measure_medium
+
+    with pytest.raises(ValueError, match="frame size"):
+        measure_medium([], 1000)
+    with spawn(["digits_cnn"]) as server:
+        rate = measure_medium([server.endpoint], 100_000, seconds=0.5)
+    assert rate > 1e6  # loopback carries far more than a megabit a second
