@@ -108,3 +108,21 @@ def test_throughput_and_tier_caps_from_flags(profiles):
     for bad in ("device=soon", "device=150%", "device=-1"):
         result = runner.invoke(app, [*base, "--max-seconds", bad])
         assert result.exit_code == 2 and "--max-seconds" in result.output, (bad, result.output)
+
+
+def test_a_skipped_tier_needs_no_link(profiles):
+    """--skip-tier cloud: the plan and its baselines need no link to the cloud (issue 23)."""
+    _, p, _ = profiles
+    args = ["plan", "--tier", f"device={p['phone']}", "--tier", f"edge={p['e1']}",
+            "--tier", f"cloud={p['c1']}", "--link", "device-edge=10mbit,20ms"]
+    result = runner.invoke(app, [*args, "--skip-tier", "cloud", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data["baselines"]) == {"all-device", "all-edge"}
+    assert "cloud" not in data["assignment"].values()
+    result = runner.invoke(app, [*args, "--skip-tier", "cloud"])
+    assert result.exit_code == 0, result.output
+    assert "all-edge" in result.output and "device-cloud" not in result.output
+    # without the skip the cloud is a candidate, and its missing link is still named
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "device-cloud" in result.output

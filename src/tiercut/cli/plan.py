@@ -124,20 +124,29 @@ def plan_cmd(
         else:
             result = plan(scenario, objective, constraints, method)
         device = baseline(scenario, scenario.tiers[0])
-        top = baseline(scenario, scenario.tiers[-1]) if len(scenario.tiers) > 1 else None
+        last = _top_tier(scenario.tiers, constraints)
+        top = baseline(scenario, last) if last is not None else None
     except TiercutError as exc:
         _fail(exc)
     # an all-cloud baseline sends the input: with a private input it is what privacy rules out
     private = bool(result.private) or (constraints.private_input is not None)
     if as_json:
         data = joint.to_dict() if joint is not None else result.to_dict()
-        data["baselines"] = {f"all-{scenario.tiers[0]}": device.total_s,
-                             **({f"all-{scenario.tiers[-1]}": top.total_s} if top else {})}
+        data["baselines"] = {device.method: device.total_s, **({top.method: top.total_s}
+                                                               if top else {})}
         if top and private:
-            data["baselines_breaking_private_input"] = [f"all-{scenario.tiers[-1]}"]
+            data["baselines_breaking_private_input"] = [top.method]
         print(_json.dumps(data, indent=1))
         return
     _print_plan(result, device, top, private)
+
+
+def _top_tier(tiers: tuple[str, ...], constraints) -> Optional[str]:  # noqa: ANN001
+    """The last tier the plan may use, for the all-on-one-tier baseline beside the device's: a
+    tier given to --skip-tier (or left out of --use-tier) is not one, so no link to it is needed."""
+    usable = [t for t in tiers[1:] if t not in constraints.skip_tiers
+              and (not constraints.use_tiers or t in constraints.use_tiers)]
+    return usable[-1] if usable else None
 
 
 def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  # noqa: ANN001
