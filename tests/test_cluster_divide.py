@@ -136,16 +136,17 @@ def test_a_divided_plan_streams_through_real_tier_servers(squeezenet):
     run out to the other node over their link; every answer within 1e-5 of the whole model."""
     from tiercut.testbed.cluster import cluster_nodes, stream_plan, workload
 
-    graph, _ = squeezenet
+    graph, profile = squeezenet
     work = workload("squeezenet1_1", 6, profile_repeat=1, log=lambda _: None)
     with cluster_nodes(work, (0.6, 0.6), Link(1e9, 0.0005), log=lambda _: None,
                        wire=False) as nodes:
-        # the planner's view where dividing pays (equal nodes, free links), on these servers
-        easy = Cluster((nodes.cluster.nodes[0], *(dataclasses.replace(n, speed=1.0)
-                                                  for n in nodes.cluster.nodes[1:])),
-                       default_link=FAST, source="source")
-        alone = plan_cluster(easy, work.profile, "exact", nodes=["n1"])
-        p = plan_cluster(easy, work.profile, "exact", alone.latency_s * 0.9,
+        # the planner's view where dividing pays (equal nodes, free links, the FLOPs profile:
+        # the same plan every time), run on these servers
+        easy = Cluster(tuple(dataclasses.replace(n, profile=None, speed=1.0)
+                             for n in nodes.cluster.nodes), default_link=FAST,
+                       source="source", reference=profile)
+        alone = plan_cluster(easy, profile, "exact", nodes=["n1"])
+        p = plan_cluster(easy, profile, "exact", alone.latency_s * 0.9,
                          nodes=nodes.names, divide=graph)
         assert any(s.mode == "divided" for s in p.stages), p.summary()
         got = asyncio.run(stream_plan(nodes, work, "divided", p, lambda _: None, latency=True))

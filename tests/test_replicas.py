@@ -108,3 +108,16 @@ def test_dispatch_keeps_the_shares_and_routes_around_a_replica_that_falls_behind
         later.append(i)
         stuck.done(i)
     assert first not in later  # the others take its frames
+
+
+def test_a_replica_unreachable_at_the_start_is_named(setup):
+    plan, frames, want = setup
+    with serve_in_thread([MODEL], threads=1) as a, serve_in_thread([MODEL], threads=1) as box:
+        async def go(first):
+            async with ReplicaPipeline(plan, [[(first, 1.0)], [(box.endpoint, 1.0)]]) as pipe:
+                return await pipe.run(frames[:2], in_flight=1)
+        with pytest.raises(PipelineError, match=r"stage 1 \(boards\) replica 127.0.0.1:1 does "
+                                                r"not answer.*start it, or plan without it"):
+            asyncio.run(go("127.0.0.1:1"))
+        got = asyncio.run(go(a.endpoint))  # the servers that answered still serve
+    assert all(torch.equal(y, w) for y, w in zip(got.outputs, want))

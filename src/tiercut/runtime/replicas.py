@@ -27,12 +27,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import grpc
 import torch
 
 from ..errors import TiercutError
+from . import tiercut_pb2 as pb
+from . import tiercut_pb2_grpc as pb_grpc
 from .client import SplitClient
 from .measurement import Measurement
 from .stageplan import StagePlan
+from .transport import channel_options
 
 
 class PipelineError(TiercutError, ValueError):
@@ -211,7 +215,33 @@ class ReplicaPipeline:
             await client.aclose()
         self._clients.clear()
 
+    async def check_reachable(self, timeout_s: float = 10.0) -> None:
+        """Every replica answers Health (dialled as this process dials a stage's first hop),
+        or a PipelineError names the ones that do not: a node unreachable at the start is a
+        mistake in the plan or the cluster, not a node that left (those are failed over).
+        With TLS (``security=``) the check is left to the first frame."""
+        if self.client_kw.get("security") is not None:
+            return
+
+        async def answers(address: str) -> str | None:
+            channel = grpc.aio.insecure_channel(address, options=channel_options())
+            try:
+                reply = await pb_grpc.TierServerStub(channel).Health(pb.HealthRequest(),
+                                                                     timeout=timeout_s)
+                return None if reply.status == pb.HealthReply.SERVING else "is not serving"
+            except grpc.aio.AioRpcError as exc:
+                return f"does not answer ({exc.code().name}: {(exc.details() or '')[:80]})"
+            finally:
+                await channel.close()
+        checks = [(k, e) for k, r in enumerate(self.stages, start=1) for e in r]
+        found = await asyncio.gather(*(answers(self.dial(None, e)) for _, e in checks))
+        bad = [f"stage {k} ({self.plan.tiers[k]}) replica {e} {why}"
+               for (k, e), why in zip(checks, found) if why]
+        if bad:
+            raise PipelineError("; ".join(bad) + ": start it, or plan without it")
+
     async def __aenter__(self) -> "ReplicaPipeline":
+        await self.check_reachable()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
