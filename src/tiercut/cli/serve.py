@@ -55,8 +55,12 @@ _ENDPOINTS_HELP = ("host:port of each tier after the device, in route order, com
                    "several hosts of one tier separated by | (tried in order)")
 
 
+_PLAN_HOLDS = ("a plan file holds one JSON object: what `tiercut plan --json` prints (with "
+               "'route'), or a tiercut-stageplan/1 (with 'format', 'model', 'tiers', 'assignment')")
+
+
 def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa: ANN202
-    from ..runtime.stageplan import StagePlan
+    from ..runtime.stageplan import PlanError, StagePlan
 
     shape = None
     if input_shape:
@@ -65,7 +69,7 @@ def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa
         except ValueError:
             raise typer.BadParameter(f"--input-shape {input_shape!r} is not like 1,3,224,224")
     try:
-        text = path.read_text()
+        text = path.read_bytes()
     except OSError as exc:
         raise typer.BadParameter(f"--plan {str(path)!r}: {exc.strerror}") from None
     named = None
@@ -73,7 +77,12 @@ def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa
         named = dict(p.split("=", 1) for p in peers.split(",") if "=" in p)
         if len(named) != len(peers.split(",")):
             raise typer.BadParameter(f"--peers {peers!r} is not like name=host:port,...")
-    return StagePlan.from_json(text, shape, named)
+    if not text.strip():
+        raise PlanError(f"--plan {str(path)!r} is {'empty' if not text else 'blank'}; {_PLAN_HOLDS}")
+    try:
+        return StagePlan.from_json(text, shape, named)
+    except PlanError as exc:
+        raise PlanError(f"--plan {str(path)!r}: {exc}; {_PLAN_HOLDS}") from None
 
 
 def _load_input(path: Path):  # noqa: ANN202
