@@ -30,3 +30,37 @@ def test_a_bad_plan_file_is_named_and_says_what_a_plan_holds(tmp_path, content, 
         assert "Traceback" not in out
         assert f"--plan '{path}'" in out and fragment in out, out
         assert "tiercut plan --json" in out and "tiercut-stageplan/1" in out, out
+
+
+UNUSED = '''
+import torch
+
+class Masked(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x, mask=None):
+        return self.fc(x).relu()
+
+def factory():
+    return Masked()
+
+factory.input_shape = (1, 8)
+'''
+
+
+def test_a_model_with_an_unused_input_is_refused_by_name(tmp_path, monkeypatch):
+    """Before: profile stopped with a bare StopIteration (the profiler fed 'mask' nothing)."""
+    (tmp_path / "unused_input_model.py").write_text(UNUSED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "unused_input_model:factory"
+    for args in (["profile", spec, "-o", str(tmp_path / "p.json"), "--repeat", "1"],
+                 ["plan", "--model", spec, "--link", "device-edge=10mbit"]):
+        result = runner.invoke(app, args)
+        out = _flat(result.output)
+        assert result.exit_code == 2, out
+        assert not isinstance(result.exception, StopIteration)
+        assert "takes 2 inputs (x, mask) but is given 1" in out, out
+        assert "'mask' never read by forward" in out, out
+    assert not (tmp_path / "p.json").exists()

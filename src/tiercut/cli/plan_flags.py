@@ -80,12 +80,14 @@ def _split_pair(key: str, names: set[str]) -> tuple[str, str]:
 
 
 def _profile_here(model: str, console: Any) -> Profile:
-    from ..measure.profiler import ProfileSettings, profile_model
+    from ..measure.profiler import ProfileSettings, profile_graph
     from ..zoo import resolve
+    from .profiling import traced
 
     entry = resolve(model)
+    net, inputs = entry.build(), entry.example_inputs()
+    graph = traced(net, inputs, model)  # a forward taking inputs it is not given is refused
     with console.status(f"profiling {model} on this host"):
-        return profile_model(entry.build(), entry.example_inputs(), name=model,
-                             settings=ProfileSettings(repeat=5, warmup=2))
+        return profile_graph(graph, net, inputs, ProfileSettings(repeat=5, warmup=2))
 
 

@@ -46,18 +46,20 @@ def profile(
                                               help="for module:factory models, e.g. 1,3,224,224"),
 ) -> None:
     """Measure every node of MODEL on this host and save a tiercut-profile/1 JSON."""
-    from ..measure.profiler import ProfileSettings, profile_model
+    from ..measure.profiler import ProfileSettings, profile_graph
     from ..zoo import resolve
 
     try:
         entry = resolve(model, _shape(input_shape))
         net = entry.build()
+        inputs = entry.example_inputs(batch)
+        graph = traced(net, inputs, model)
         settings = ProfileSettings(threads=threads, repeat=repeat, warmup=warmup)
         with Progress(TextColumn("profiling {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} runs"), TimeRemainingColumn(),
                       console=console) as bar:
             task = bar.add_task(model, total=warmup + repeat)
-            result = profile_model(net, entry.example_inputs(batch), name=model, settings=settings,
+            result = profile_graph(graph, net, inputs, settings,
                                    progress=lambda done, total: bar.update(task, completed=done))
         result.save(output)
     except TiercutError as exc:
@@ -66,6 +68,27 @@ def profile(
                   f"{result.total_latency_s * 1e3:.2f} ms, whole model "
                   f"{result.model_latency_s * 1e3:.2f} ms at {result.settings['threads']} threads "
                   f"-> {output}")
+
+
+def traced(net, inputs: tuple, model: str):  # noqa: ANN001, ANN201
+    """The Graph of ``net`` on ``inputs``, refused with the names when its forward takes more
+    inputs than it is given (an argument left at its default, often one it never reads)."""
+    from ..graph.trace import trace
+
+    graph = trace(net, inputs, name=model)
+    given, extra = graph.inputs[:len(inputs)], graph.inputs[len(inputs):]
+    if extra:
+        users = graph.consumers()
+        unread = [n for n in extra if not users[n]]
+        what = (f"{', '.join(map(repr, unread))} never read by forward" if unread else
+                f"{', '.join(map(repr, extra))} left at their defaults")
+        raise TiercutError(
+            f"model {model!r} takes {len(graph.inputs)} inputs ({', '.join(graph.inputs)}) but is "
+            f"given {len(inputs)} ({', '.join(given)}, shape "
+            f"{'; '.join('x'.join(map(str, t.shape)) for t in inputs)}): {what}; tiercut feeds a "
+            "model only the inputs it is given, so remove them from forward or wrap the model in "
+            "a module whose forward takes only " + ", ".join(given))
+    return graph
 
 
 def show(
