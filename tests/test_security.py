@@ -232,3 +232,54 @@ def test_cli_serve_with_tls_and_token(pki, tmp_path):
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": "tests"})
     assert done.returncode == 2 and "without TLS" in done.stdout + done.stderr
+
+
+def _infer_cli(tls_server, tmp_path, pki, *args):
+    """`tiercut infer` of a one-hop plan against the TLS tier server; stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from tiercut.cli import app
+
+    plan = StagePlan.from_assignment(SKIPPY, {n: min(t, 1) for n, t in SKIP.items()}, TIERS[:2])
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    (tmp_path / "token").write_text(TOKEN)
+    for name in ("ca", "other_ca"):
+        (tmp_path / f"{name}.pem").write_bytes(pki[name])
+    args = [a.replace("PKI/", f"{tmp_path}/") for a in args]
+    return CliRunner().invoke(app, ["infer", "--plan", str(tmp_path / "plan.json"), "--endpoints",
+                                    tls_server.endpoint, "--token-file", str(tmp_path / "token"),
+                                    *args])
+
+
+@pytest.mark.parametrize("args, hint", [
+    ([], "as a TLS server does to a plaintext client"),  # before: silent, exit 0
+    (["--tls-ca", "PKI/other_ca.pem"], "not signed by the CA in --tls-ca"),
+    (["--tls-ca", "PKI/ca.pem", "--server-name", "elsewhere"], "give --server-name NAME")])
+def test_infer_says_what_is_probably_wrong_with_tls(pki, tls_server, tmp_path, args, hint):
+    result = _infer_cli(tls_server, tmp_path, pki, *args)
+    err = " ".join(result.stderr.split())
+    assert result.exit_code == 0, result.output
+    assert "fallback: the answer was computed locally on this device" in err, err
+    assert "UNAVAILABLE" in err and "probably TLS:" in err and hint in err, err
+    assert "--tls-ca" in err or "--server-name" in err
+    result = _infer_cli(tls_server, tmp_path, pki, *args, "--no-fallback")
+    err = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "answered UNAVAILABLE" in result.stdout, result.output
+    assert "probably TLS:" in err and hint in err and "fallback:" not in err, err
+
+
+def test_infer_with_the_right_ca_says_nothing_on_stderr(pki, tls_server, tmp_path):
+    result = _infer_cli(tls_server, tmp_path, pki, "--tls-ca", "PKI/ca.pem")
+    assert result.exit_code == 0, result.output
+    assert "probably TLS" not in result.stderr and "fallback" not in result.stderr
+    assert "FALLBACK" not in result.stdout and "edge compute" in result.stdout
+
+
+def test_no_tls_hint_where_tls_is_not_plausible():
+    from tiercut.cli.infer_help import tls_hint
+
+    refused = ("Prepare on 127.0.0.1:1 (edge): UNAVAILABLE: failed to connect to all addresses;"
+               " last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to remote host: "
+               "Connection refused")
+    assert tls_hint(refused, tls=False) is None and tls_hint(refused, tls=True) is None
+    assert tls_hint("NOT_FOUND: model 'x' is not hosted", tls=False) is None

@@ -55,12 +55,9 @@ _ENDPOINTS_HELP = ("host:port of each tier after the device, in route order, com
                    "several hosts of one tier separated by | (tried in order)")
 
 
-_PLAN_HOLDS = ("a plan file holds one JSON object: what `tiercut plan --json` prints (with "
-               "'route'), or a tiercut-stageplan/1 (with 'format', 'model', 'tiers', 'assignment')")
-
-
 def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa: ANN202
     from ..runtime.stageplan import PlanError, StagePlan
+    from .infer_help import PLAN_HOLDS
 
     shape = None
     if input_shape:
@@ -77,12 +74,12 @@ def _load_plan(path: Path, input_shape: Optional[str], peers: str = ""):  # noqa
         named = dict(p.split("=", 1) for p in peers.split(",") if "=" in p)
         if len(named) != len(peers.split(",")):
             raise typer.BadParameter(f"--peers {peers!r} is not like name=host:port,...")
-    if not text.strip():
-        raise PlanError(f"--plan {str(path)!r} is {'empty' if not text else 'blank'}; {_PLAN_HOLDS}")
     try:
+        if not text.strip():
+            raise PlanError(f"plan file is {'empty' if not text else 'blank'}")
         return StagePlan.from_json(text, shape, named)
     except PlanError as exc:
-        raise PlanError(f"--plan {str(path)!r}: {exc}; {_PLAN_HOLDS}") from None
+        raise PlanError(f"--plan {str(path)!r}: {exc}; {PLAN_HOLDS}") from None
 
 
 def _load_input(path: Path):  # noqa: ANN202
@@ -283,6 +280,7 @@ def infer_cmd(
     import torch
 
     from ..runtime.stageplan import example_inputs
+    from .infer_help import fallback_note, tls_note
 
     try:
         stage_plan = _load_plan(plan, input_shape, peers)
@@ -296,7 +294,9 @@ def infer_cmd(
         with client:
             output, m = client.infer(*args)
     except TiercutError as exc:
+        tls_note(str(exc), tls_ca is not None)
         _fail(exc)
+    fallback_note(m, tls_ca is not None)
     if as_json:
         print(json.dumps(dataclasses.asdict(m), indent=1, default=str))
         return
