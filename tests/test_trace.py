@@ -110,3 +110,45 @@ def test_lint_names_the_bad_node():
     ok.lint()
     with pytest.raises(GraphError, match=r"graph output 'nope' is not a node"):
         dataclasses.replace(ok, outputs=("nope",)).lint()
+
+
+class _Keep(nn.Module):
+    """A detector-like post-processing step: its control flow depends on the values."""
+
+    def forward(self, y):
+        if y.sum() > 0:
+            return y * 2
+        return y - 1
+
+
+class _WithPost(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.post = _Keep()
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.post(torch.relu(self.fc(x))))
+
+
+def test_a_leaf_module_is_kept_whole_and_every_split_is_exact():
+    model, x = _WithPost().eval(), torch.randn(2, 4)
+    with pytest.raises(TraceError, match=r"leaf_modules=\['post'\]"):
+        trace(model, x)  # the advice names the block to keep whole
+    for leaves in (["post"], [_Keep], "post"):
+        graph = trace(model, x, leaf_modules=leaves)
+        assert graph.method == "fx"
+        names = [n.name for n in graph.compute_nodes]
+        assert "post" in names and not any(n.startswith("gt") for n in names)
+        for cut in range(len(names) + 1):
+            stages = split(graph, {n: int(i >= cut) for i, n in enumerate(names)})
+            for sample in (x, -x.abs() - 5):  # both branches of the leaf
+                assert torch.equal(run_stages(graph, stages, sample), model(sample))
+
+
+def test_leaf_modules_that_are_not_submodules_are_named():
+    with pytest.raises(TraceError, match=r"leaf_modules names \['nope'\].*'fc'"):
+        trace(_WithPost(), torch.randn(1, 4), leaf_modules=["nope"])
+    with pytest.raises(TraceError, match="names or classes"):
+        trace(_WithPost(), torch.randn(1, 4), leaf_modules=[3])

@@ -24,9 +24,16 @@ from .dag import INPUT_OP, Graph, Node, TensorMeta
 _INT_BYTES = 8  # a Python int (a size, an index) crossing a link
 
 
-def trace(model: nn.Module, example_inputs: Any, name: str | None = None) -> Graph:
-    """Capture ``model`` as a Graph; ``example_inputs`` is a tensor or a tuple of tensors."""
+def trace(model: nn.Module, example_inputs: Any, name: str | None = None,
+          leaf_modules: Sequence[str | type] = ()) -> Graph:
+    """Capture ``model`` as a Graph; ``example_inputs`` is a tensor or a tuple of tensors.
+
+    ``leaf_modules``: submodules kept whole, one node each, never traced into: by qualified
+    name (``"head.postprocess"``) or by class. A block whose Python control flow depends on
+    the values (a detector's NMS, a cache) stops tracing; as a leaf it runs as it is, on
+    whichever tier its node is placed."""
     args = _as_args(example_inputs)
+    leaves = _leaves(model, leaf_modules)
     name = name or type(model).__name__
     model = model.eval()
     with torch.inference_mode():
@@ -36,7 +43,7 @@ def trace(model: nn.Module, example_inputs: Any, name: str | None = None) -> Gra
             raise ExampleInputError(
                 f"example input of shape {_describe(args)} does not fit {name}: {exc}"
             ) from exc
-    gm, method = _capture(model, args, name)
+    gm, method = _capture(model, args, name, leaves)
     graph = _build_graph(gm, args, name, method)
     graph.lint()
     return graph
@@ -58,18 +65,49 @@ def _describe(args: Sequence[torch.Tensor]) -> str:
     return ", ".join(f"{tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}" for a in args)
 
 
-class _WhereTracer(fx.Tracer):
-    """An fx tracer that remembers where it was, so a failure can name the spot."""
+def _leaves(model: nn.Module, leaf_modules: Sequence[str | type]) -> tuple[set[str], tuple]:
+    """(qualified names, classes) of the leaf modules, every name checked against the model."""
+    if isinstance(leaf_modules, (str, type)):
+        leaf_modules = (leaf_modules,)
+    names = {n for n, _ in model.named_modules() if n}
+    by_name = {x for x in leaf_modules if isinstance(x, str)}
+    classes = tuple(x for x in leaf_modules if isinstance(x, type))
+    bad = [x for x in leaf_modules if not isinstance(x, (str, type))]
+    if bad:
+        raise TraceError(f"leaf_modules takes submodule names or classes, got {bad[:3]!r}")
+    unknown = sorted(by_name - names)
+    if unknown:
+        raise TraceError(f"leaf_modules names {unknown}, not submodules of "
+                         f"{type(model).__name__}; it has {sorted(names)[:12]}"
+                         f"{' ...' if len(names) > 12 else ''}")
+    return by_name, classes
 
-    def __init__(self) -> None:
+
+class _WhereTracer(fx.Tracer):
+    """An fx tracer that remembers where it was, so a failure can name the spot, and keeps
+    the user's leaf modules whole."""
+
+    def __init__(self, leaves: tuple[set[str], tuple] = (set(), ())) -> None:
         super().__init__()
         self.where_stack: list[str] = []
         self.last_node: str | None = None
+        self.leaf_names, self.leaf_classes = leaves
+        self.failed_in: str | None = None  # the innermost module the failure came from
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if qualname in self.leaf_names or (self.leaf_classes
+                                           and isinstance(m, self.leaf_classes)):
+            return True
+        return super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):  # noqa: ANN001
         self.where_stack.append(self.path_of_module(m) or type(m).__name__)
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # the stack unwinds before the caller sees it
+                self.failed_in = self.where_stack[-1]
+            raise
         finally:
             self.where_stack.pop()
 
@@ -79,15 +117,20 @@ class _WhereTracer(fx.Tracer):
         return node
 
 
-def _capture(model: nn.Module, args: tuple, name: str) -> tuple[fx.GraphModule, str]:
-    tracer = _WhereTracer()
+def _capture(model: nn.Module, args: tuple, name: str,
+             leaves: tuple[set[str], tuple] = (set(), ())) -> tuple[fx.GraphModule, str]:
+    tracer = _WhereTracer(leaves)
     try:
         graph = tracer.trace(model)
         return fx.GraphModule(tracer.root, graph, name), "fx"
     except Exception as fx_exc:  # fx raises TraceError, TypeError, RuntimeError, ...
-        where = tracer.where_stack[-1] if tracer.where_stack else "<top level>"
+        where = tracer.failed_in or "<top level>"
         fx_error = (f"{type(fx_exc).__name__}: {fx_exc} (in module {where!r}, after node "
                     f"{tracer.last_node!r}, at {_user_frame(fx_exc)})")
+        if leaves[0] or leaves[1]:  # export traces into every module: it cannot keep leaves
+            raise TraceError(f"cannot capture {name} with leaf modules: torch.fx stopped with "
+                             f"{fx_error}. Add that block to leaf_modules too"
+                             ) from fx_exc
     try:
         with _quiet_torch_logs():
             exported = torch.export.export(model, args, strict=False)
@@ -97,7 +140,10 @@ def _capture(model: nn.Module, args: tuple, name: str) -> tuple[fx.GraphModule, 
             f"cannot capture {name}: torch.fx stopped with {fx_error}; the torch.export "
             f"fallback stopped with {type(export_exc).__name__}: {first} (at "
             f"{_user_frame(export_exc)}). Rewrite that construct without data-dependent "
-            "Python control flow, or wrap it in a leaf module."
+            "Python control flow" + (f", or keep that block whole on one tier: trace(..., "
+                                     f"leaf_modules=[{where!r}])." if where != "<top level>"
+                                     else ", or move it into a submodule kept whole "
+                                     "(trace's leaf_modules=).")
         ) from export_exc
     gm = exported.module()
     for node in list(gm.graph.nodes):  # export's input guard is a check, not part of the model
