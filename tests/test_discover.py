@@ -183,7 +183,7 @@ def test_discover_lists_nodes_writes_a_cluster_that_plans(nodes, foreign, tmp_pa
 
 
 def test_discover_json_gives_the_link_matrix(nodes):
-    result = runner.invoke(app, ["cluster", "discover", "--wait", "1.5s", "--on", "127.0.0.1",
+    result = runner.invoke(app, ["cluster", "discover", "--wait", "3s", "--on", "127.0.0.1",
                                  "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output[result.output.index("{"):])

@@ -24,7 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..decompose.planner import RowCosts, best_bounds, candidate_runs, row_costs
+from ..decompose.planner import (RowCosts, Worker, best_bounds, candidate_runs, part_seconds,
+                                 row_costs)
 from ..graph.dag import Graph
 from ..measure.profile import Profile
 from .pipeline import INF, Model, Split
@@ -88,8 +89,7 @@ class Divisions:
             raise ValueError(f"stage [{a}, {c}) cannot run divided on {group}")
         e = int(after[a, c])
         s = int(before[a, e])
-        order, bounds, parts = runs[(s, e)]
-        run = next(r for r in self.runs if (r.first, r.end) == (s, e))
+        run, order, bounds, parts = runs[(s, e)]
         edges = [0, *bounds, run.rows.height]
         m = self.model
         energy = sum(m.power_w[w] * self._compute(run, w)[lo, hi]
@@ -109,7 +109,8 @@ class Divisions:
         k = m.m + 1
         u = self.coordinator(group)
         divided = np.full((k, k), INF)  # [s, e): the run divided
-        runs: dict[tuple[int, int], tuple[list[int], tuple[int, ...], tuple[float, ...]]] = {}
+        runs: dict[tuple[int, int], tuple[_Run, list[int], tuple[int, ...],
+                                          tuple[float, ...]]] = {}
         for run in self.runs:
             mats = {w: self._part_seconds(run, u, w) for w in group}
             h = run.rows.height
@@ -117,10 +118,9 @@ class Divisions:
             value, bounds = best_bounds([mats[w] for w in order])
             edges = [0, *bounds, h]
             parts = tuple(float(mats[w][lo, hi]) for w, lo, hi in zip(order, edges, edges[1:]))
-            used = [w for w, lo, hi in zip(order, edges, edges[1:]) if hi > lo]
-            if value < divided[run.first, run.end]:
+            if value < divided[run.first, run.end]:  # every node takes a part (best_bounds)
                 divided[run.first, run.end] = value
-                runs[(run.first, run.end)] = (used, tuple(bounds), parts)
+                runs[(run.first, run.end)] = (run, order, tuple(bounds), parts)
         own = self._own(u)
         # [a, e): the coordinator's nodes [a, s) then the run [s, e), the best s for each
         with np.errstate(invalid="ignore"):
@@ -145,29 +145,21 @@ class Divisions:
         return out
 
     def _compute(self, run: _Run, w: int) -> np.ndarray:
-        """Seconds node ``w`` computes each part [a, b) of ``run``, halo included."""
+        """Seconds node ``w`` computes each part [a, b) of ``run``, halo included (inf where
+        a >= b): decompose's price of a part with no link, once per profile class."""
         cls, factor = self._class[w]
         if cls not in run.base:
-            seconds = self.node_seconds[cls]
-            where = {v: i for i, v in enumerate(self.model.node_names)}
-            r, h = run.rows, run.rows.height
-            total = np.zeros((h + 1, h + 1))
-            for v in r.names:
-                rows = r.end[v][None, :] - r.start[v][:, None]
-                total += seconds[where[v]] * np.maximum(rows, 0) / r.node_height[v]
-            run.base[cls] = total
+            seconds = dict(zip(self.model.node_names, self.node_seconds[cls]))
+            run.base[cls] = part_seconds(run.rows, Worker(self.model.nodes[cls], seconds))
         return factor * run.base[cls]
 
     def _part_seconds(self, run: _Run, u: int, w: int) -> np.ndarray:
         """A part on ``w`` as the coordinator ``u`` sees it: its compute, and for another node
         the source rows sent and the rows sent back (the coordinator's processor moves them
         too, ``wire_s_per_byte``)."""
-        m, h = self.model, run.rows.height
-        total = self._compute(run, w).copy()
-        if w != u:
-            total += 2 * m.delay[u, w] + run.moved * (m.per_byte[u, w] + self.wire[u])
-        a, b = np.meshgrid(np.arange(h + 1), np.arange(h + 1), indexing="ij")
-        total[a >= b] = INF
+        m, total = self.model, self._compute(run, w)
+        if w != u:  # inf stays where a >= b
+            total = total + 2 * m.delay[u, w] + run.moved * (m.per_byte[u, w] + self.wire[u])
         return total
 
 

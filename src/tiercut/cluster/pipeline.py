@@ -234,12 +234,12 @@ def evaluate(model: Model, groups: Sequence[Sequence[int]], cuts: Sequence[int])
     sp, sl, energy, fits = [], [], [], True
     ends = [{model.source: 1.0}]
     for g, a, c in zip(groups, cuts, cuts[1:]):
+        if isinstance(g, Split) and model.divisions is None:
+            raise ClusterError(f"group {g} divides its stage, but no graph was given to "
+                               "divide it by (plan_cluster's divide=)")
         fits = fits and bool(model.memory[a, c] <= model.caps[list(g)].min())
         ends.append(entry(model, g))
         if isinstance(g, Split):
-            if model.divisions is None:
-                raise ClusterError(f"group {g} divides its stage, but no graph was given to "
-                                   "divide it by (plan_cluster's divide=)")
             t = float(model.divisions.latency(g)[a, c])
             sp.append(t)
             sl.append(t)

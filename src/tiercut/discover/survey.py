@@ -10,8 +10,6 @@ others' figures rather than ending the survey.
 from __future__ import annotations
 
 import itertools
-import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -141,6 +139,7 @@ def here_speed(model: str, reference: Any, repeat: int = 5) -> float:
     """This host's whole-model speed against its own profile (one thread, as profiled)."""
     import torch
 
+    from ..runtime.speed import local_speed
     from ..zoo import entry
 
     e = entry(model)
@@ -148,36 +147,27 @@ def here_speed(model: str, reference: Any, repeat: int = 5) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.no_grad():
-            times = []
-            for _ in range(repeat + 1):
-                t0 = time.perf_counter()
-                module(*inputs)
-                times.append(time.perf_counter() - t0)
+        return local_speed(lambda: module(*inputs), reference, repeat)
     finally:
         torch.set_num_threads(threads)
-    return sum(n.latency_s for n in reference.nodes) / statistics.median(times[1:])
 
 
 def node_speed(model: str, reference: Any, record: NodeRecord, repeat: int = 5
                ) -> tuple[float | None, str]:
     """(speed, "") of ``record``'s node on the whole model, or (None, why not)."""
     from ..errors import TiercutError
-    from ..runtime.client import SplitClient
+    from ..runtime.speed import server_speed
     from ..runtime.stageplan import StagePlan, example_inputs
 
     if model not in record.models:
         return None, f"it hosts {', '.join(record.models)}, not {model}"
-    plan = StagePlan.from_assignment(model, {n.name: 1 for n in reference.nodes},
-                                     ("device", record.name))
     try:
-        inputs = example_inputs(plan)
-        with SplitClient(plan, [record.endpoint], fallback=False) as client:
-            seconds = [client.infer(*inputs)[1].servers[0].compute_s
-                       for _ in range(repeat + 1)]
+        inputs = example_inputs(StagePlan.from_assignment(
+            model, {n.name: 1 for n in reference.nodes}, ("device", record.name)))
+        return server_speed(model, reference, record.endpoint, inputs, record.name, repeat,
+                            fallback=False), ""
     except (TiercutError, grpc.RpcError, OSError) as exc:
         return None, str(exc).splitlines()[0][:200]
-    return sum(n.latency_s for n in reference.nodes) / statistics.median(seconds[1:]), ""
 
 
 def cluster_dict(s: Survey, reference_file: str) -> dict[str, Any]:

@@ -240,28 +240,15 @@ def measure_speeds(model: str, profile: Profile, module: torch.nn.Module,
     median seconds for the whole model): the device in this process (on ``device_executor``
     when given, where the device's stages will run), each server by its reported compute time
     for a plan that puts everything on it (no link in the way)."""
-    from ..runtime.client import SplitClient
-    from ..runtime.stageplan import StagePlan
+    from ..runtime.speed import local_speed, server_speed
 
-    def device_times() -> list[float]:
-        times = []
-        with torch.no_grad():
-            for _ in range(repeat + 1):
-                t0 = time.perf_counter()
-                module(*inputs)
-                times.append(time.perf_counter() - t0)
-        return times
+    def here() -> float:
+        return local_speed(lambda: module(*inputs), profile, repeat)
 
-    here = sum(n.latency_s for n in profile.nodes)
-    times = device_times() if device_executor is None else \
-        device_executor.submit(device_times).result()
-    speeds = {"device": here / statistics.median(times[1:])}
-    everything = {n.name: 1 for n in profile.nodes}
+    speeds = {"device": here() if device_executor is None else
+              device_executor.submit(here).result()}
     for tier, endpoint in endpoints.items():
-        plan_ = StagePlan.from_assignment(model, everything, ("device", tier))
-        with SplitClient(plan_, [endpoint]) as client:
-            seconds = [client.infer(*inputs)[1].servers[0].compute_s for _ in range(repeat + 1)]
-        speeds[tier] = here / statistics.median(seconds[1:])
+        speeds[tier] = server_speed(model, profile, endpoint, inputs, tier, repeat)
     return speeds
 
 
