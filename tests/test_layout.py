@@ -31,8 +31,11 @@ MAY_IMPORT = {
                 "cluster"},
     "cluster": {"zoo", "graph", "measure", "planner", "decompose"},
     "discover": {"zoo", "graph", "measure", "runtime", "cluster"},
+    "mobility": {"graph", "measure", "planner", "link", "adapt"},
+    "redundancy": {"measure", "link"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
-            "testbed", "dashboard", "decompose", "cluster", "discover"},
+            "testbed", "dashboard", "decompose", "cluster", "discover", "mobility",
+            "redundancy"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400
