@@ -4,8 +4,8 @@ planner/adapt/sim/cli.
 
 Server side: server.py (the handlers), stagecache, backends, admission, workers, forward,
 dispatch, launch, parts (RunPart: one part of a divided layer range). Device side: client.py
-(SplitClient), hosts, fallback, hedge, measurement, bench, fanout (FanOut: a layer range's
-parts on several servers at once, gathered). Both: transport, security, stream, wire, stageplan.
+(SplitClient), hosts, preparing, route, handover, fallback, hedge, measurement, bench, fanout
+(FanOut: a layer range's parts on several servers at once, gathered). Both: transport, security, stream, wire, stageplan.
 
 gRPC's transport: unless ``GRPC_EXPERIMENTS`` is set, importing this package turns off gRPC's
 EventEngine client and listener, so that sockets are served by gRPC's older poller, which

@@ -18,10 +18,13 @@ over the same way. Only when every host fails does the request finish locally.
 and sends the token on every call; each client sends its own ``tiercut-client-id``.
 
 Requests go over one InferStream call per host (stream.py), Prepare as a unary call.
+``hand_over(hosts)`` moves a tier's stage to other servers mid-stream, make before break.
 
-Beside it: hosts.py (the endpoint forms, channels per event loop), fallback.py (when a request
-finishes here), hedge.py (racing the device), measurement.py (what a request measured, and how a
-hop's transfer time is found), bench.py (many requests, summed up).
+Beside it: hosts.py (the endpoint forms, channels per event loop), preparing.py (a stage's
+Prepare on one host), route.py (a request's way to a first-tier host), handover.py (moving a
+stage), fallback.py (when a request finishes here), hedge.py (racing the device),
+measurement.py (what a request measured, and how a hop's transfer time is found), bench.py
+(many requests, summed up).
 """
 from __future__ import annotations
 
@@ -44,13 +47,16 @@ from . import tiercut_pb2 as pb
 from . import tiercut_pb2_grpc as pb_grpc
 from . import wire
 from .bench import BenchResult, run_bench
-from .fallback import FALLBACK_CODES, RemoteError, Unreachable, run_local
+from .fallback import RemoteError, Unreachable, run_local
+from .handover import HandOver, hand_over
 from .hedge import race
 from .hosts import Channels, Endpoints, tier_hosts
-from .measurement import Hop, Measurement, hops_from
+from .measurement import Hop, Measurement
+from .preparing import prepare_on, prepare_request
+from .route import remote_part
 from .security import ClientSecurity, metadata
 from .stageplan import StagePlan, layout
-from .stream import CallFailed, InferStream
+from .stream import InferStream
 from .transport import MAX_MESSAGE_BYTES, keep_freed_memory
 
 
@@ -120,6 +126,8 @@ class SplitClient:
         self._ready: set[tuple[int, str]] = set()  # (stage, host) prepared
         self._prepare_locks: dict[int, asyncio.Lock] = {}
         self._down: dict[str, float] = {}  # host -> monotonic time until which it is skipped
+        self._in_flight: dict[str, str] = {}  # request id -> the first-tier host it waits on
+        self.last_request: pb.InferRequest | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -192,45 +200,69 @@ class SplitClient:
         async with lock:
             if force:
                 self._ready.clear()
-            plan_json = self.plan.to_json()
             for k in range(self.plan.stages - 1, 0, -1):
-                hosts = self.hosts[k - 1]
-                nxt = self.hosts[k] if k < len(self.hosts) else ()
-                fwd = self.codecs[k] if k < len(self.codecs) else "raw"
-                request = pb.PrepareRequest(plan_json=plan_json, stage=k,
-                                            next_endpoint=nxt[0] if nxt else "",
-                                            next_alternates=nxt[1:], forward_codec=fwd)
-                first: Unreachable | None = None
-                for host in hosts:
-                    if (k, host) in self._ready:
-                        continue
-                    if self._is_down(host):
-                        first = first or Unreachable(
-                            f"{host} failed recently; retrying after {self.retry_after_s} s",
-                            host)
-                        continue
-                    try:
-                        reply = await self._host(host)[1].Prepare(
-                            request, timeout=self._prepare_timeout(), metadata=self._metadata)
-                    except grpc.aio.AioRpcError as exc:
-                        if exc.code() in FALLBACK_CODES:
-                            self._mark_down(host)
-                            first = first or Unreachable(
-                                f"Prepare on {host} ({self.plan.tiers[k]}): "
-                                f"{exc.code().name}: {exc.details()}", host)
-                            continue
-                        raise RemoteError(exc.code(), exc.details(), host) from None
-                    if reply.plan_id != self.plan.plan_id:
-                        raise RemoteError(grpc.StatusCode.INTERNAL, f"plan id "
-                                          f"{reply.plan_id[:12]} differs from ours "
-                                          f"{self.plan.plan_id[:12]}", host)
-                    self._ready.add((k, host))
-                if not any((k, h) in self._ready for h in hosts):
-                    assert first is not None
-                    raise first
+                prepared, failed = await self.aprepare_hosts(k, self.hosts[k - 1])
+                if not prepared:
+                    raise failed[0]
 
-    def _prepare_timeout(self) -> float:
+    async def aprepare_hosts(self, k: int, hosts: Sequence[str],
+                             next_hosts: Sequence[str] | None = None,
+                             force: bool = False) -> tuple[tuple[str, ...], list[Unreachable]]:
+        """Prepare stage ``k`` on each of ``hosts`` not yet prepared (all of them with
+        ``force``), forwarding to ``next_hosts`` (the next tier's hosts by default): the
+        hosts prepared, and why each other one was not. A host that failed recently is not
+        tried again (unless forced); one that cannot be reached is marked so."""
+        if next_hosts is None:
+            next_hosts = self.hosts[k] if k < len(self.hosts) else ()
+        request = prepare_request(self.plan, self.plan.to_json(), k, next_hosts,
+                                  self.codecs[k] if k < len(self.codecs) else "raw")
+        failed: list[Unreachable] = []
+        for host in hosts:
+            if (k, host) in self._ready and not force:
+                continue
+            if self._is_down(host) and not force:
+                failed.append(Unreachable(f"{host} failed recently; retrying after "
+                                          f"{self.retry_after_s} s", host))
+                continue
+            try:
+                await prepare_on(self._host(host)[1], request, host, self.plan,
+                                 self.prepare_timeout(), self._metadata)
+            except Unreachable as exc:
+                self._mark_down(host)
+                failed.append(exc)
+                continue
+            self._down.pop(host, None)
+            self._ready.add((k, host))
+        return tuple(h for h in hosts if (k, h) in self._ready), failed
+
+    def prepare_timeout(self) -> float:
         return max(60.0, self.deadline_s or 0.0)  # a first build traces the model
+
+    # --- hand-over (handover.py) --------------------------------------------------------------
+
+    def hand_over(self, hosts: Sequence[str] | str, tier: str | None = None, warmups: int = 1,
+                  drain_timeout_s: float = 30.0) -> HandOver:
+        return self._run(self.ahand_over(hosts, tier, warmups, drain_timeout_s))
+
+    async def ahand_over(self, hosts: Sequence[str] | str, tier: str | None = None,
+                         warmups: int = 1, drain_timeout_s: float = 30.0) -> HandOver:
+        """Move ``tier``'s stage (the device's next tier by default) to ``hosts`` while
+        requests go on, make before break (handover.py); HandOverError, and nothing moved,
+        when none of them can be prepared."""
+        return await hand_over(self, hosts, tier, warmups, drain_timeout_s)
+
+    def set_hosts(self, k: int, hosts: Sequence[str]) -> None:
+        """Stage ``k``'s hosts, for requests from now on."""
+        self.hosts = self.hosts[:k - 1] + (tuple(hosts),) + self.hosts[k:]
+        self.endpoints = tuple(h[0] for h in self.hosts)
+
+    def in_flight_on(self, hosts: Sequence[str] | None) -> set[str]:
+        """The ids of the requests now waiting on one of ``hosts`` (on any host: None)."""
+        return {rid for rid, h in self._in_flight.items() if hosts is None or h in hosts}
+
+    def stream_to(self, host: str) -> InferStream:
+        return self._host(host)[2]
+
 
     async def ainfer(self, *inputs: torch.Tensor, hedge: bool = False,
                      hedge_after_s: float = 0.0) -> tuple[Any, Measurement]:
@@ -304,74 +336,11 @@ class SplitClient:
                                   reply_codec=self.reply_codec, codec=self.codecs[0])
         _, sent = wire.encode_values({v: env[v] for v in self.layout.receives[1]},
                                      self.codecs[0], request.values)
+        self.last_request = request  # what a hand-over warms the new hosts with
         return request, sent
 
     async def _remote_part(self, request: pb.InferRequest, sent: int, t0: float) -> tuple:
-        """Send the rest to the first tier: its hosts in order, skipping those that failed
-        recently; Unreachable (with the last host's reason) when none answers."""
-        lay = self.layout
-        hosts = self.hosts[0]
-        up = [h for h in hosts if not self._is_down(h)]
-        if not up:
-            raise Unreachable(f"{hosts[0]} failed recently; retrying after "
-                              f"{self.retry_after_s} s", hosts[0])
-        last: Unreachable | None = None
-        failovers = 0
-        reprepared = False
-        queue = list(up)
-        while queue:
-            host = queue[0]
-            await self.aprepare()
-            if (1, host) not in self._ready:  # its Prepare just failed: the next one
-                queue.pop(0)
-                failovers += 1
-                continue
-            timeout = self.host_timeout_s
-            if self.deadline_s is not None:
-                left = self.deadline_s - (time.perf_counter() - t0)
-                if left <= 0:
-                    raise last or Unreachable(f"deadline of {self.deadline_s} s passed "
-                                              f"before sending to {host}", host)
-                timeout = left if timeout is None else min(timeout, left)
-            t = time.perf_counter()
-            try:
-                reply = await self._host(host)[2].infer(request, timeout)
-            except CallFailed as exc:
-                code = exc.code
-                if code == grpc.StatusCode.NOT_FOUND and "unknown plan id" in exc.details \
-                        and not reprepared:
-                    reprepared = True  # a server restarted and forgot the plan: prepare again
-                    self._ready.clear()
-                    continue
-                if code not in FALLBACK_CODES:
-                    raise RemoteError(code, exc.details, host) from None
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    self._mark_down(host)
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.load is not None:
-                    self.last_load[host] = exc.load
-                last = Unreachable(f"{host}: {code.name}: {exc.details}", host)
-                queue.pop(0)
-                failovers += 1
-                continue
-            rpc_s = time.perf_counter() - t
-            t = time.perf_counter()
-            try:
-                back, returned = wire.decode_values(reply.outputs, self.limits)
-                wire.check_values(back, self._expected_back, lay.signatures,
-                                  f"reply from {host}")
-            except wire.WireError as exc:
-                raise RemoteError(grpc.StatusCode.INTERNAL, str(exc), host) from None
-            decode_s = time.perf_counter() - t
-            servers = tuple(wire.timing_from_pb(m) for m in reply.timings)
-            self.last_load[host] = wire.load_from_pb(reply.load)
-            return (back, decode_s, rpc_s,
-                    hops_from(self.plan.tiers, sent, returned, rpc_s, servers), servers, host,
-                    failovers)
-        if last is None:
-            last = Unreachable(f"no host of tier {self.plan.tiers[1]!r} could be prepared",
-                               hosts[0])
-        last.failovers = failovers
-        raise last
+        return await remote_part(self, request, sent, t0)
 
     async def abench(self, inputs: torch.Tensor | Sequence[torch.Tensor], requests: int = 20,
                      concurrency: int = 1, warmup: int = 1,
