@@ -134,3 +134,38 @@ def test_bad_hand_over_arguments_are_named(kwargs, match):
     with SplitClient(EDGE_ONLY, ["127.0.0.1:1"]) as client:
         with pytest.raises(ValueError, match=match):
             client.hand_over(**kwargs)
+
+
+def test_redundant_copies_take_the_first_answer():
+    """k = 2 of 2 hosts: one behind a slow link, the other answers; one down, the other
+    answers; a backup copy (redundant_after_s) is sent only when the first is late."""
+    _, x, expected = whole(SKIPPY)
+    with serve_in_thread([SKIPPY]) as slow, serve_in_thread([SKIPPY]) as fast, \
+            contextlib.ExitStack() as stack:
+        host, port = slow.endpoint.rsplit(":", 1)
+        proxy = stack.enter_context(ShapingProxy.in_thread(to=(host, int(port))))
+        via = f"127.0.0.1:{proxy.port}"
+        with SplitClient(EDGE_ONLY, [[via, fast.endpoint]], redundant=2) as client:
+            client.prepare()
+            proxy.delay_s = 1.0
+            for _ in range(4):
+                out, m = client.infer(*x)
+                assert_same(out, expected)
+                assert m.endpoint == fast.endpoint and not m.fallback and m.total_s < 0.9
+        with SplitClient(EDGE_ONLY, [["127.0.0.1:1", fast.endpoint]], redundant=2,
+                         redundant_after_s=0.05) as client:
+            for _ in range(3):
+                out, m = client.infer(*x)
+                assert_same(out, expected)
+                assert m.endpoint == fast.endpoint and not m.fallback
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"redundant": 0}, "redundant 0 must be a whole number of copies >= 1"),
+    ({"redundant": 1.5}, "redundant 1.5"),
+    ({"redundant_after_s": -1}, "redundant_after_s -1 must be a number of seconds >= 0"),
+    ({"redundant_after_s": float("inf")}, "redundant_after_s inf"),
+])
+def test_bad_redundancy_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SplitClient(EDGE_ONLY, ["127.0.0.1:1"], **kwargs)

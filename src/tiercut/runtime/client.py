@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import math
+import random
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ from .hedge import race
 from .hosts import Channels, Endpoints, tier_hosts
 from .measurement import Hop, Measurement
 from .preparing import prepare_on, prepare_request
+from .redundant import check_redundancy
 from .route import remote_part
 from .security import ClientSecurity, metadata
 from .stageplan import StagePlan, layout
@@ -72,6 +74,8 @@ class SplitClient:
     bounds the try on one host of the first tier before the next one is tried.
     ``device_executor``: where the device's stages run (the client's own pool of
     ``device_workers`` threads when None); the client does not shut down one it was given.
+    ``redundant``: copies of each request to that many of the first tier's hosts, the first
+    answer taken; the copies after the first sent ``redundant_after_s`` later (redundant.py).
     """
 
     def __init__(self, plan: StagePlan | Mapping[str, Any] | str, endpoints: Endpoints,
@@ -82,7 +86,8 @@ class SplitClient:
                  device_workers: int = 1, input_shape: Sequence[int] | None = None,
                  tune_malloc: bool = True, security: ClientSecurity | None = None,
                  client_id: str | None = None, host_timeout_s: float | None = None,
-                 device_executor: concurrent.futures.Executor | None = None):
+                 device_executor: concurrent.futures.Executor | None = None,
+                 redundant: int = 1, redundant_after_s: float = 0.0):
         if isinstance(plan, str):
             plan = StagePlan.from_json(plan, input_shape)
         elif not isinstance(plan, StagePlan):
@@ -96,6 +101,8 @@ class SplitClient:
         self.endpoints = tuple(h[0] for h in self.hosts)  # the first host of each tier
         self.security = security
         self.host_timeout_s = host_timeout_s  # bounds one host's try, so a slow one fails over
+        self.redundant, self.redundant_after_s = check_redundancy(redundant, redundant_after_s)
+        self._rng = random.Random()  # which k of the hosts a redundant request goes to
         self.client_id = client_id or uuid.uuid4().hex[:16]
         # request ids: a random prefix per client and a count (unique on every stream they
         # share, without a call to the system's random source per request)

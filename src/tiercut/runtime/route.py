@@ -2,7 +2,8 @@
 skipping one that failed within ``retry_after_s``, moving on when one is unreachable,
 overloaded (RESOURCE_EXHAUSTED) or late; re-preparing once when a server forgot the plan; and,
 when a hand-over (handover.py) brought the tier other hosts while the request was under way,
-those too before the request finishes on the device. Each request waiting on a host is
+those too before the request finishes on the device; with redundancy (redundant.py), copies to k
+of the hosts at once. Each request waiting on a host is
 recorded in the client's ``in flight`` map, which a hand-over's drain watches."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import tiercut_pb2 as pb
 from . import wire
 from .fallback import FALLBACK_CODES, RemoteError, Unreachable
 from .measurement import hops_from
+from .redundant import CopiesFailed, send_copies
 from .stream import CallFailed
 
 
@@ -50,10 +52,25 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
                 raise last or Unreachable(f"deadline of {client.deadline_s} s passed "
                                           f"before sending to {host}", host)
             timeout = left if timeout is None else min(timeout, left)
+        group = _copies_to(client, host, queue)
         t = time.perf_counter()
         client._in_flight[request.request_id] = host
         try:
-            reply = await client._host(host)[2].infer(request, timeout)
+            if len(group) > 1:
+                try:
+                    reply, host = await send_copies(client, group, request, timeout,
+                                                    client.redundant_after_s)
+                except CopiesFailed as failed:
+                    for other, _ in failed.failures[:-1]:  # each copy's host as below
+                        _note_failure(client, other, failed.failures[-1][1])
+                        queue.remove(other)
+                        failovers += 1
+                    host = failed.failures[-1][0]
+                    queue.remove(host)
+                    queue.insert(0, host)
+                    raise failed.failures[-1][1] from None
+            else:
+                reply = await client._host(host)[2].infer(request, timeout)
         except CallFailed as exc:
             code = exc.code
             if code == grpc.StatusCode.NOT_FOUND and "unknown plan id" in exc.details \
@@ -63,10 +80,7 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
                 continue
             if code not in FALLBACK_CODES:
                 raise RemoteError(code, exc.details, host) from None
-            if code == grpc.StatusCode.UNAVAILABLE:
-                client._mark_down(host)
-            elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.load is not None:
-                client.last_load[host] = exc.load
+            _note_failure(client, host, exc)
             last = Unreachable(f"{host}: {code.name}: {exc.details}", host)
             queue.pop(0)
             failovers += 1
@@ -93,6 +107,23 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
     last.failovers = failovers
     raise last
 
+
+def _copies_to(client: Any, host: str, queue: list[str]) -> list[str]:
+    """``host`` alone, or with redundancy k, k of the prepared hosts in ``queue`` at random
+    (``host`` among them when it is ready; it is the one tried in order otherwise)."""
+    if client.redundant < 2:
+        return [host]
+    ready = [h for h in queue if (1, h) in client._ready]
+    if len(ready) < 2:
+        return [host]
+    return client._rng.sample(ready, min(client.redundant, len(ready)))
+
+
+def _note_failure(client: Any, host: str, exc: CallFailed) -> None:
+    if exc.code == grpc.StatusCode.UNAVAILABLE:
+        client._mark_down(host)
+    elif exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and exc.load is not None:
+        client.last_load[host] = exc.load
 
 
 def _handed_over(client: Any, tried: set[str]) -> bool:
