@@ -133,7 +133,7 @@ class SplitClient:
         self._ready: set[tuple[int, str]] = set()  # (stage, host) prepared
         self._prepare_locks: dict[int, asyncio.Lock] = {}
         self._down: dict[str, float] = {}  # host -> monotonic time until which it is skipped
-        self._in_flight: dict[str, str] = {}  # request id -> the first-tier host it waits on
+        self._in_flight: dict[str, str] = {}  # "request id@host" -> the first-tier host waited on
         self.last_request: pb.InferRequest | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -264,7 +264,7 @@ class SplitClient:
         self.endpoints = tuple(h[0] for h in self.hosts)
 
     def in_flight_on(self, hosts: Sequence[str] | None) -> set[str]:
-        """The ids of the requests now waiting on one of ``hosts`` (on any host: None)."""
+        """The requests (as "id@host") now waiting on one of ``hosts`` (on any host: None)."""
         return {rid for rid, h in self._in_flight.items() if hosts is None or h in hosts}
 
     def stream_to(self, host: str) -> InferStream:

@@ -14,9 +14,9 @@ protocol has no in-band cancel, so redundancy here costs each server the full lo
 copies. That is the pessimistic end of the cancellation models (and what a server already
 computing a copy would cost anyway).
 
-``send_redundant`` is the same race over any streams (``stream_for(host)``), without a client:
-k of n hosts, issue time ``issue_after_s``, each copy with its own request id; the benchmark
-(benchmarks/redundancy.py) and the simulator's check against loopback use it.
+``send_redundant`` is the race itself, over any streams (``stream_for(host)``): k of n hosts,
+each copy after the first ``issue_after_s`` after the one before, each with its own request
+id; the client's route (route.py) and benchmarks/redundancy.py use it.
 """
 from __future__ import annotations
 
@@ -31,14 +31,6 @@ from . import tiercut_pb2 as pb
 from .stream import CallFailed, InferStream
 
 
-class CopiesFailed(Exception):
-    """Every copy failed: (host, CallFailed) for each, in the order they failed."""
-
-    def __init__(self, failures: list[tuple[str, CallFailed]]):
-        super().__init__("; ".join(f"{h}: {e}" for h, e in failures))
-        self.failures = failures
-
-
 def check_redundancy(k: Any, after_s: Any) -> tuple[int, float]:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"redundant {k!r} must be a whole number of copies >= 1 (1: none)")
@@ -47,49 +39,6 @@ def check_redundancy(k: Any, after_s: Any) -> tuple[int, float]:
         raise ValueError(f"redundant_after_s {after_s!r} must be a number of seconds >= 0 "
                          "(0: all copies at once)")
     return k, float(after_s)
-
-
-async def send_copies(client: Any, hosts: Sequence[str], request: pb.InferRequest,
-                      timeout: float | None, after_s: float) -> tuple[pb.InferReply, str]:
-    """The first OK reply among copies of ``request`` to ``hosts`` (the first at once, the
-    rest after ``after_s`` unless answered), and who sent it; CopiesFailed if none."""
-    pending: dict[asyncio.Task, str] = {}
-    failures: list[tuple[str, CallFailed]] = []
-
-    def issue(host: str) -> None:
-        task = asyncio.create_task(client.stream_to(host).infer(request, timeout))
-        pending[task] = host
-        client._in_flight[f"{request.request_id}@{host}"] = host
-
-    issue(hosts[0])
-    waiting = list(hosts[1:])
-    try:
-        while pending:
-            wait_s = after_s if waiting else None
-            done, _ = await asyncio.wait(pending, timeout=wait_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if not done or (waiting and all(t.exception() for t in done)):
-                for host in waiting:  # the backup copies: no answer in time, or a failure
-                    issue(host)
-                waiting = []
-            for task in done:
-                host = pending.pop(task)
-                client._in_flight.pop(f"{request.request_id}@{host}", None)
-                exc = task.exception()
-                if exc is None:
-                    return task.result(), host
-                if not isinstance(exc, CallFailed):
-                    raise exc
-                failures.append((host, exc))
-            if not pending and waiting:
-                for host in waiting:
-                    issue(host)
-                waiting = []
-        raise CopiesFailed(failures)
-    finally:
-        for task, host in pending.items():  # the copies that lost the race
-            task.cancel()
-            client._in_flight.pop(f"{request.request_id}@{host}", None)
 
 
 def _check_send(hosts: Sequence[str], k: Any, issue_after_s: Any) -> None:

@@ -16,7 +16,7 @@ from . import tiercut_pb2 as pb
 from . import wire
 from .fallback import FALLBACK_CODES, RemoteError, Unreachable
 from .measurement import hops_from
-from .redundant import CopiesFailed, send_copies
+from .redundant import send_redundant
 from .stream import CallFailed
 
 
@@ -53,22 +53,25 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
                                           f"before sending to {host}", host)
             timeout = left if timeout is None else min(timeout, left)
         group = _copies_to(client, host, queue)
+        if group[0] != host:  # the group leads the queue, so a failure below pops it first
+            queue.remove(group[0])
+            queue.insert(0, group[0])
+            host = group[0]
         t = time.perf_counter()
-        client._in_flight[request.request_id] = host
+        client._in_flight.update({f"{request.request_id}@{h}": h for h in group})
         try:
             if len(group) > 1:
                 try:
-                    reply, host = await send_copies(client, group, request, timeout,
-                                                    client.redundant_after_s)
-                except CopiesFailed as failed:
-                    for other, _ in failed.failures[:-1]:  # each copy's host as below
-                        _note_failure(client, other, failed.failures[-1][1])
-                        queue.remove(other)
-                        failovers += 1
-                    host = failed.failures[-1][0]
-                    queue.remove(host)
-                    queue.insert(0, host)
-                    raise failed.failures[-1][1] from None
+                    reply, host, _ = await send_redundant(client.stream_to, request, group,
+                                                          len(group), client.redundant_after_s,
+                                                          timeout)
+                except CallFailed as exc:  # every copy failed: each host as the last one did
+                    for other in group:
+                        if other != host:
+                            _note_failure(client, other, exc)
+                            queue.remove(other)
+                            failovers += 1
+                    raise
             else:
                 reply = await client._host(host)[2].infer(request, timeout)
         except CallFailed as exc:
@@ -86,7 +89,8 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
             failovers += 1
             continue
         finally:
-            client._in_flight.pop(request.request_id, None)
+            for h in group:
+                client._in_flight.pop(f"{request.request_id}@{h}", None)
         rpc_s = time.perf_counter() - t
         t = time.perf_counter()
         try:
@@ -110,7 +114,7 @@ async def remote_part(client: Any, request: pb.InferRequest, sent: int,
 
 def _copies_to(client: Any, host: str, queue: list[str]) -> list[str]:
     """``host`` alone, or with redundancy k, k of the prepared hosts in ``queue`` at random
-    (``host`` among them when it is ready; it is the one tried in order otherwise)."""
+    (so that copies spread over all of them, as Joshi and Soljanin's k of n)."""
     if client.redundant < 2:
         return [host]
     ready = [h for h in queue if (1, h) in client._ready]
