@@ -1,12 +1,12 @@
-"""tiercut.mobility: users that move among edge servers' cells, and where their edge stages live.
+"""Mobility: users walking or driving between edge servers, and where their edge stage lives.
 
-``world`` holds the geometry (edge servers with a radius, the backhaul between them, a radio
-model or per-cell bandwidth traces), ``paths`` the movers (random waypoint, road, recorded
-CSV), ``placement`` the policies that choose each user's serving edge server over time
-(nearest, never-migrate, follow-me, mobility-aware, oracle, with optional pre-warming), and
-``handover`` the simulation that costs every request of every user under a policy with a
-per-user cut from the planner's decision table.
-
-May import tiercut.graph, measure, planner, link and adapt (and tiercut.errors); nothing here
-opens a socket or starts a server.
+``world`` holds cells and the radio, ``paths`` the user trajectories, ``handover`` a
+time-stepped simulator of stage-migration policies (nearest, never, aware, oracle).
+Pure numpy; may import only numpy, ``tiercut.errors`` and ``tiercut.link``.
 """
+from tiercut.mobility.world import EdgeServer, Radio, World
+from tiercut.mobility.paths import random_waypoint, road, recorded
+from tiercut.mobility.handover import POLICIES, Workload, simulate, compare
+
+__all__ = ["EdgeServer", "Radio", "World", "random_waypoint", "road", "recorded",
+           "POLICIES", "Workload", "simulate", "compare"]
