@@ -170,3 +170,15 @@ def test_send_redundant_names_bad_k_and_issue_after():
                             (1, float("inf"), "issue_after_s=inf")):
         with pytest.raises(ValueError, match=match):
             asyncio.run(send_redundant(lambda h: None, request, ["a", "b"], k, after, 1))
+
+
+def test_never_cancelling_serves_every_copy():
+    """cancel="never" (the runtime today): each copy is served in full, so 2 copies keep the
+    servers twice as busy and cost more at p99 than cancelling on the first finish."""
+    from tiercut.redundancy import ShiftedExponential, simulate
+    dist = ShiftedExponential(1.0, 1.0)
+    one = simulate(dist, 3, 1, 0.3, requests=20_000, seed=1)
+    never = simulate(dist, 3, 2, 0.3, requests=20_000, seed=1, cancel="never")
+    finish = simulate(dist, 3, 2, 0.3, requests=20_000, seed=1, cancel="finish")
+    assert abs(never.busy / one.busy - 2.0) < 0.1
+    assert never.p99 > finish.p99

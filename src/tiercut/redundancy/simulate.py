@@ -2,7 +2,9 @@
 of them chosen at random: copy 1 at arrival, the others ``issue_after_s`` later unless the
 request is done; the other copies are cancelled when the first copy finishes (``cancel="finish"``,
 a copy in service is stopped at once) or when the first copy starts service
-(``cancel="start"``). A cancelled copy still queued costs nothing."""
+(``cancel="start"``). A cancelled copy still queued costs nothing. ``cancel="never"`` is what
+tiercut's runtime does today (no in-band cancel): a copy not yet issued when the answer comes
+is never sent, but every copy sent is served in full."""
 from __future__ import annotations
 
 import heapq
@@ -32,8 +34,8 @@ def _check(n: int, k: int, load: float, issue_after_s: float, cancel: str) -> No
         raise ValueError(f"load must be a finite number > 0, got {load!r}")
     if not (math.isfinite(issue_after_s) and issue_after_s >= 0):
         raise ValueError(f"issue_after_s must be finite and >= 0, got {issue_after_s!r}")
-    if cancel not in ("finish", "start"):
-        raise ValueError(f"cancel must be 'finish' or 'start', got {cancel!r}")
+    if cancel not in ("finish", "start", "never"):
+        raise ValueError(f"cancel must be 'finish', 'start' or 'never', got {cancel!r}")
 
 
 def simulate(dist, n: int, k: int, load: float, requests: int = 100_000,
@@ -67,7 +69,7 @@ def simulate(dist, n: int, k: int, load: float, requests: int = 100_000,
         while heads[s] < len(q):
             r, j = q[heads[s]]
             heads[s] += 1
-            if done[r] < math.inf or (cancel == "start" and claimed[r]):
+            if cancel != "never" and (done[r] < math.inf or (cancel == "start" and claimed[r])):
                 continue
             claimed[r] = True
             serving[s] = r
@@ -95,7 +97,7 @@ def simulate(dist, n: int, k: int, load: float, requests: int = 100_000,
         if ver != version[s] or serving[s] != r:
             continue
         busy += now - started_at[s]
-        done[r] = now
+        done[r] = min(done[r], now)  # cancel="never": a losing copy finishes later
         serving[s] = -1
         start_next(s, now)
         if cancel == "finish":
