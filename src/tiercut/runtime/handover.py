@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import TiercutError
-from .fallback import Unreachable
 from .stream import CallFailed
 
 DRAIN_POLL_S = 0.002  # how often the drain looks at what is still in flight
@@ -121,6 +120,6 @@ async def _warm(client: Any, hosts: Sequence[str], warmups: int) -> int:
             try:
                 await client.stream_to(host).infer(request, client.prepare_timeout())
                 answered += 1
-            except (CallFailed, Unreachable):
+            except CallFailed:
                 break  # the host is prepared but busy or slow: the stream goes on regardless
     return answered
