@@ -82,3 +82,41 @@ def recorded(path) -> np.ndarray:
     if not rows:
         raise PathFileError(f"{path}: no positions after the header")
     return np.array(rows, dtype=float)
+
+
+def recorded_users(path) -> dict:
+    """Positions of several users from a CSV with header ``t,user,x,y`` (rows in any order):
+    {user: [T_user, 2]} in time order. The same user at the same t twice (two users
+    claiming one id) is an error naming the id, the file and both lines."""
+    seen, rows = {}, {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [c.strip() for c in header] != ["t", "user", "x", "y"]:
+            raise PathFileError(f"{path}:1: header must be 't,user,x,y', got {header!r}")
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != 4:
+                raise PathFileError(f"{path}:{line_no}: expected 4 fields t,user,x,y, "
+                                    f"got {row!r}")
+            user = row[1].strip()
+            if not user:
+                raise PathFileError(f"{path}:{line_no}: empty user id in {row!r}")
+            try:
+                t, x, y = (float(row[i]) for i in (0, 2, 3))
+            except ValueError:
+                raise PathFileError(f"{path}:{line_no}: non-numeric value in {row!r}") from None
+            if not np.isfinite([t, x, y]).all():
+                raise PathFileError(f"{path}:{line_no}: t, x, y must be finite, got {row!r}")
+            if (user, t) in seen:
+                raise PathFileError(
+                    f"{path}: user {user!r} has two positions at t={t:g} (lines "
+                    f"{seen[user, t]} and {line_no}); two users share that id: give each "
+                    f"its own")
+            seen[user, t] = line_no
+            rows.setdefault(user, []).append((t, x, y))
+    if not rows:
+        raise PathFileError(f"{path}: no positions after the header")
+    return {u: np.array([(x, y) for _, x, y in sorted(r)], dtype=float)
+            for u, r in rows.items()}
