@@ -27,6 +27,7 @@ class Stats:
     served: int = 0
     shed: int = 0
     expired: int = 0
+    cancelled: int = 0
 
 
 class Admission:
@@ -43,7 +44,7 @@ class Admission:
     def load(self) -> wire.Load:
         s = self.stats
         return wire.Load(s.waiting, s.in_flight, s.service_s, s.served, self.max_in_flight,
-                         s.shed, s.expired)
+                         s.shed, s.expired, s.cancelled)
 
     def admit(self, client: str, endpoint: str) -> tuple[grpc.StatusCode, str, wire.Load] | None:
         """Count a request in, or say why it is refused (status, message, load) when over a

@@ -9,10 +9,14 @@ fails (unreachable, overloaded, late) leaves the others racing; only when every 
 does the request go on to the tier's other hosts, then the device.
 
 Cancel time: on the first answer. A copy not yet issued is never sent; a copy already sent is
-abandoned by the client (its answer dropped on arrival), but its server still computes it: the
-protocol has no in-band cancel, so redundancy here costs each server the full load of its
-copies. That is the pessimistic end of the cancellation models (and what a server already
-computing a copy would cost anyway).
+cancelled in-band on its stream (``InferStream.cancel``, ``InferRequest.cancel``): its server
+drops it unrun if it is still waiting for a worker (answered CANCELLED, counted in
+``Load.cancelled``), and lets it finish if it is already computing (torch cannot be
+interrupted). Either late answer is dropped on arrival. So a losing copy costs its server
+nothing when it was queued, and the rest of its compute when it had started: the
+cancel-on-first-answer model, not the never-cancel one (benchmarks/redundancy_loopback.py
+counts the copies cancelled per server). The copies of a request that failed or ran out of
+time are cancelled the same way.
 
 ``send_redundant`` is the race itself, over any streams (``stream_for(host)``): k of n hosts,
 each copy after the first ``issue_after_s`` after the one before, each with its own request
@@ -68,12 +72,13 @@ async def send_redundant(stream_for: Callable[[str], InferStream], request: pb.I
     """``request`` to k of ``hosts`` (a random k by ``rng``; the first k in order when None),
     copy 1 at once and each further one ``issue_after_s`` later unless answered (at once when
     every copy so far failed): the first OK reply, the host that gave it, and the copies
-    issued. The others are cancelled. All failed: CallFailed with the last status."""
+    issued. The others are cancelled, in-band on their streams too (InferStream.cancel). All
+    failed: CallFailed with the last status."""
     _check_send(hosts, k, issue_after_s)
     chosen = (list(hosts) if rng is None else rng.sample(list(hosts), len(hosts)))[:k]
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    tasks: dict[asyncio.Task, str] = {}
+    tasks: dict[asyncio.Task, tuple[str, InferStream, str]] = {}  # host, stream, copy's id
     last: CallFailed | None = None
     issued = 0
     next_at = loop.time()
@@ -81,8 +86,9 @@ async def send_redundant(stream_for: Callable[[str], InferStream], request: pb.I
     def issue() -> None:
         nonlocal issued, next_at
         left = None if deadline is None else max(1e-3, deadline - loop.time())
-        task = loop.create_task(stream_for(chosen[issued]).infer(_copy(request, issued), left))
-        tasks[task] = chosen[issued]
+        copy, stream = _copy(request, issued), stream_for(chosen[issued])
+        task = loop.create_task(stream.infer(copy, left))
+        tasks[task] = chosen[issued], stream, copy.request_id
         issued += 1
         next_at = loop.time() + issue_after_s
 
@@ -101,7 +107,7 @@ async def send_redundant(stream_for: Callable[[str], InferStream], request: pb.I
             finished, _ = await asyncio.wait(tasks, timeout=wait,
                                              return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                host = tasks.pop(task)
+                host = tasks.pop(task)[0]
                 try:
                     return task.result(), host, issued
                 except CallFailed as exc:
@@ -109,5 +115,6 @@ async def send_redundant(stream_for: Callable[[str], InferStream], request: pb.I
         raise last or CallFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  f"no copy answered within {timeout} s")
     finally:
-        for task in tasks:
+        for task, (_, stream, rid) in tasks.items():
+            stream.cancel(rid)  # the server drops it if still queued (before the task goes)
             task.cancel()

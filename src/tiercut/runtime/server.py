@@ -21,8 +21,8 @@ Hostile clients and overload (docs: security.py for TLS and the token):
 - ``max_in_flight`` bounds the Infer requests being handled at once (decoding, queued for a
   worker, computing or forwarding): one more is answered RESOURCE_EXHAUSTED at once, with the
   server's load in the message and in the ``tiercut-load`` trailer (on a stream, in the
-  answer's ``load``), so the client can finish locally or re-plan. The queue for compute workers is therefore at most
-  ``max_in_flight - workers`` long.
+  answer's ``load``), so the client can finish locally or re-plan. The queue for compute
+  workers is therefore at most ``max_in_flight - workers`` long.
 - ``max_per_client`` bounds the requests of one client in flight. A client is named by its
   ``tiercut-client-id`` metadata (SplitClient sends one per instance; a forwarding tier passes
   on its caller's), or else by its peer address without the port. The id is not
@@ -30,7 +30,8 @@ Hostile clients and overload (docs: security.py for TLS and the token):
   what protects the server.
 - a request whose deadline passes while it waits for a worker is dropped unrun
   (DEADLINE_EXCEEDED, counted in ``Load.expired``); on a stream the deadline is the request's
-  ``timeout_s``.
+  ``timeout_s``, and a cancel (``InferRequest.cancel``) drops one of its requests that has not
+  started (CANCELLED, ``Load.cancelled``); one computing finishes and is answered as usual.
 
 This module holds the handlers; the rest of a server lives beside it: stagecache.py (Prepare's
 checks and the prepared stages), backends.py (what runs a stage), admission.py (the bounds and
@@ -65,7 +66,7 @@ from .divided import divided_stage
 from .stagecache import Prepared, StageCache
 from .status import Abort, check_codec, code_number
 from .transport import MAX_MESSAGE_BYTES, channel_options, keep_freed_memory
-from .workers import compute
+from .workers import Ticket, Tickets, compute
 
 
 class TierServer(pb_grpc.TierServerServicer):
@@ -218,7 +219,7 @@ class TierServer(pb_grpc.TierServerServicer):
         except Abort as exc:
             await context.abort(exc.code, exc.message)
         finally:
-            self._release(client)
+            self._admission.release(client)
 
     async def InferStream(self, requests: Any, context: Any) -> None:
         """Infer for every request on the stream, answered in completion order (stream.py).
@@ -226,20 +227,22 @@ class TierServer(pb_grpc.TierServerServicer):
         Each request is admitted (or refused) as it is read, so load shedding counts it at
         once; a stage that runs in microseconds on the event loop and forwards nowhere is
         answered right there, anything else in its own task, so later requests on the stream
-        need not wait for it."""
+        need not wait for it. A cancel is no request: it drops one still waiting (workers.py)."""
         client = client_id(context)
         write_lock = asyncio.Lock()
         tasks: set[asyncio.Task] = set()
+        waiting = Tickets(self._admission)  # the requests not yet answered, for cancels
 
         async def send(answer: pb.InferStreamReply) -> None:
             async with write_lock:
                 await context.write(answer)
 
-        async def answer(request: pb.InferRequest) -> None:
+        async def answer(request: pb.InferRequest, ticket: Ticket) -> None:
             try:
-                reply = await self._stream_answer(request, client)
+                reply = await self._stream_answer(request, client, ticket)
             finally:
-                self._release(client)
+                self._admission.release(client)
+                waiting.done(request.request_id, ticket)
             await send(reply)
 
         try:
@@ -248,10 +251,12 @@ class TierServer(pb_grpc.TierServerServicer):
                 if request is grpc.aio.EOF:
                     break
                 if isinstance(request, Undecodable):  # its id is unknown: ends the stream
-                    await send(pb.InferStreamReply(
-                        code=code_number(grpc.StatusCode.INVALID_ARGUMENT),
-                        message=request.message))
+                    await send(pb.InferStreamReply(code=code_number(
+                        grpc.StatusCode.INVALID_ARGUMENT), message=request.message))
                     break
+                if request.cancel:  # of an earlier request; not one itself: no answer
+                    waiting.cancel(request.request_id)  # an unknown id: ignored
+                    continue
                 refused = self._admit(client)
                 if refused is not None:
                     code, why, load = refused
@@ -259,11 +264,12 @@ class TierServer(pb_grpc.TierServerServicer):
                                                    code=code_number(code), message=why,
                                                    load=wire.load_to_pb(load)))
                     continue
+                ticket = waiting.add(request.request_id)
                 p = self._stages.prepared.get((request.plan_id, request.stage))
                 if p is not None and p.inline and not p.next_endpoint:
-                    await answer(request)
+                    await answer(request, ticket)
                 else:
-                    task = asyncio.get_running_loop().create_task(answer(request))
+                    task = asyncio.get_running_loop().create_task(answer(request, ticket))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             if tasks:  # the caller is done sending: answer what it sent
@@ -272,19 +278,16 @@ class TierServer(pb_grpc.TierServerServicer):
             for task in tasks:  # the call was cancelled (caller gone, server stopping)
                 task.cancel()
 
-    async def _stream_answer(self, request: pb.InferRequest,
-                             client: str) -> pb.InferStreamReply:
-        rid = request.request_id
-        timeout = request.timeout_s
-        if not (timeout >= 0 and math.isfinite(timeout)):
-            return pb.InferStreamReply(request_id=rid,
-                                       code=code_number(grpc.StatusCode.INVALID_ARGUMENT),
-                                       message=f"timeout_s {timeout!r} is not a number of "
-                                               "seconds >= 0 (0: no bound)")
-        deadline = time.monotonic() + timeout if timeout else None
+    async def _stream_answer(self, request: pb.InferRequest, client: str,
+                             ticket: Ticket | None = None) -> pb.InferStreamReply:
+        rid, timeout = request.request_id, request.timeout_s
         try:
+            if not (timeout >= 0 and math.isfinite(timeout)):
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"timeout_s {timeout!r} is not a "
+                            "number of seconds >= 0 (0: no bound)")
+            deadline = time.monotonic() + timeout if timeout else None
             answer = pb.InferStreamReply(request_id=rid)
-            await self._infer(request, deadline, client, answer.reply)  # in place: no copy
+            await self._infer(request, deadline, client, answer.reply, ticket)  # in place
             return answer
         except Abort as exc:
             return pb.InferStreamReply(request_id=rid, code=code_number(exc.code),
@@ -303,17 +306,17 @@ class TierServer(pb_grpc.TierServerServicer):
                     "locally or try another host", self.load())
         return self._admission.admit(client, self.endpoint)
 
-    def _release(self, client: str) -> None:
-        self._admission.release(client)
-
     # the work
 
     async def _infer(self, request: pb.InferRequest, deadline: float | None = None,
-                     client: str = "", reply: pb.InferReply | None = None) -> pb.InferReply:
+                     client: str = "", reply: pb.InferReply | None = None,
+                     ticket: Ticket | None = None) -> pb.InferReply:
         """Run this server's stage for ``request`` (forwarding what later tiers need) and build
         the reply (in ``reply`` when given); ``deadline`` is time.monotonic() by which the
-        caller gives up."""
+        caller gives up; ``ticket`` lets a stream's cancel drop it until the stage starts."""
         t0 = time.perf_counter()
+        if request.cancel:  # InferStream reads its cancels itself; a unary call is cancelled
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "cancel is for InferStream only")
         p = self._stages.lookup(request.plan_id, request.stage)
         k, tier = p.stage, p.plan.tiers[p.stage]
         where = p.where
@@ -327,7 +330,7 @@ class TierServer(pb_grpc.TierServerServicer):
         except wire.WireError as exc:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         t_decoded = time.perf_counter()
-        produced, queue_s, compute_s = await self._compute(p, values, where, deadline)
+        produced, queue_s, compute_s = await self._compute(p, values, where, deadline, ticket)
         forward_s = encode_s = 0.0
         bytes_forwarded = 0
         downstream: pb.InferReply | None = None
@@ -381,18 +384,16 @@ class TierServer(pb_grpc.TierServerServicer):
             raise Abort(grpc.StatusCode.INTERNAL, f"{where}: {exc}") from None
 
     async def _compute(self, p: Prepared, values: dict[str, Any], where: str,
-                       deadline: float | None = None) -> tuple[dict[str, Any], float, float]:
+                       deadline: float | None = None, ticket: Ticket | None = None
+                       ) -> tuple[dict[str, Any], float, float]:
         """Run prepared stage ``p`` on ``values`` (workers.py): (produced, queue s, compute s)."""
-        return await compute(p, values, where, deadline, self._pool, self._admission)
+        return await compute(p, values, where, deadline, self._pool, self._admission, ticket)
 
 
 from .._moved import forward as _forward  # noqa: E402  (names that left when server.py was split)
 
-__getattr__ = _forward(__name__, {
-    "StageRunner": "tiercut.runtime.backends", "BackendFactory": "tiercut.runtime.backends",
-    "register_backend": "tiercut.runtime.backends",
-    "INLINE_FLOPS": "tiercut.runtime.stagecache", "INLINE_BYTES": "tiercut.runtime.stagecache",
-    "MAX_FORWARD_STREAMS": "tiercut.runtime.forward",
-    "ServerThread": "tiercut.runtime.launch", "serve_in_thread": "tiercut.runtime.launch",
-    "ServerProcess": "tiercut.runtime.launch", "spawn": "tiercut.runtime.launch",
-    "serve_forever": "tiercut.runtime.launch"})
+__getattr__ = _forward(__name__, {name: f"tiercut.runtime.{module}" for module, names in (
+    ("backends", "StageRunner BackendFactory register_backend"),
+    ("stagecache", "INLINE_FLOPS INLINE_BYTES"), ("forward", "MAX_FORWARD_STREAMS"),
+    ("launch", "ServerThread serve_in_thread ServerProcess spawn serve_forever"))
+    for name in names.split()})

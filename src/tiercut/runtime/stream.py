@@ -11,6 +11,12 @@ When the stream itself ends (the server stopped or drains, the connection broke)
 still waiting on it fails with the stream's status, and the next request opens a new stream. A
 request with a timeout fails DEADLINE_EXCEEDED when no answer came in time; the server is told
 the timeout too (``InferRequest.timeout_s``) and drops the request if it is still queued then.
+
+``cancel(request_id)`` tells the server in-band (``InferRequest.cancel``) that a request is no
+longer wanted: the server drops it unrun if it has not started computing and answers it
+CANCELLED, or lets it finish and answers it as usual. Either answer comes after the sender gave
+up on the request, so it is dropped on arrival like any answer nobody waits for (request ids
+are unique on a stream: SplitClient numbers its requests, send_redundant its copies).
 """
 from __future__ import annotations
 
@@ -55,6 +61,7 @@ class InferStream:
         self._metadata = tuple(metadata) or None
         self._current: _Call | None = None
         self._write_lock = asyncio.Lock()  # one write at a time on a call
+        self._cancels: set[asyncio.Task] = set()  # cancels being written
 
     async def infer(self, request: pb.InferRequest, timeout: float | None = None) -> pb.InferReply:
         """The reply to ``request``, or CallFailed with the status it got."""
@@ -98,6 +105,29 @@ class InferStream:
             raise CallFailed(_CODES.get(reply.code, grpc.StatusCode.UNKNOWN), reply.message,
                              load)
         return reply.reply
+
+    def cancel(self, request_id: str) -> asyncio.Task | None:
+        """Ask the server to drop ``request_id`` unless it has started computing, written in
+        the background: the task writing it (awaiting it is optional), or None when the request
+        is not waiting on this stream (nothing to cancel). Best effort: when the stream ends
+        first, the request went with it. The caller still gives up on the request itself (it
+        cancels the task awaiting ``infer``); the answer that comes later is dropped."""
+        current = self._current
+        if current is None or current.ended is not None or request_id not in current.pending:
+            return None
+        task = asyncio.get_running_loop().create_task(self._write_cancel(current, request_id))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+        return task
+
+    async def _write_cancel(self, current: _Call, request_id: str) -> None:
+        async with self._write_lock:  # after the request's own write, when that is queued
+            if current.ended is not None:
+                return
+            try:
+                await current.call.write(pb.InferRequest(request_id=request_id, cancel=True))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the stream ended meanwhile: its reader fails what waited on it
 
     def _open(self) -> _Call:
         current = _Call(self._open_call(metadata=self._metadata))

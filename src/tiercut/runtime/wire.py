@@ -37,6 +37,7 @@ class Load:
     max_in_flight: int = 0  # the server's bound on in_flight (0 = none)
     shed: int = 0  # requests refused because of load since start
     expired: int = 0  # requests dropped unrun because their deadline passed while queued
+    cancelled: int = 0  # requests dropped unrun because their sender cancelled them
 
     @property
     def utilisation(self) -> float:
@@ -210,12 +211,13 @@ def signature_or_none(value: Any) -> Signature | None:
 def load_to_pb(load: Load) -> pb.Load:
     return pb.Load(queue_depth=load.queue_depth, in_flight=load.in_flight,
                    service_s=load.service_s, served=load.served,
-                   max_in_flight=load.max_in_flight, shed=load.shed, expired=load.expired)
+                   max_in_flight=load.max_in_flight, shed=load.shed, expired=load.expired,
+                   cancelled=load.cancelled)
 
 
 def load_from_pb(msg: pb.Load) -> Load:
     return Load(msg.queue_depth, msg.in_flight, msg.service_s, msg.served, msg.max_in_flight,
-                msg.shed, msg.expired)
+                msg.shed, msg.expired, msg.cancelled)
 
 
 LOAD_TRAILER = "tiercut-load"  # trailing metadata of a shed request: Load.to_text()
@@ -224,7 +226,8 @@ LOAD_TRAILER = "tiercut-load"  # trailing metadata of a shed request: Load.to_te
 def load_to_text(load: Load) -> str:
     return (f"queue_depth={load.queue_depth};in_flight={load.in_flight};"
             f"max_in_flight={load.max_in_flight};service_s={load.service_s:.6f};"
-            f"served={load.served};shed={load.shed};expired={load.expired}")
+            f"served={load.served};shed={load.shed};expired={load.expired};"
+            f"cancelled={load.cancelled}")
 
 
 def load_from_text(text: str) -> Load | None:
@@ -233,7 +236,8 @@ def load_from_text(text: str) -> Load | None:
         fields = dict(part.split("=", 1) for part in text.split(";") if part)
         return Load(int(fields["queue_depth"]), int(fields["in_flight"]),
                     float(fields["service_s"]), int(fields["served"]),
-                    int(fields["max_in_flight"]), int(fields["shed"]), int(fields["expired"]))
+                    int(fields["max_in_flight"]), int(fields["shed"]), int(fields["expired"]),
+                    int(fields.get("cancelled", 0)))  # older servers do not send it
     except (KeyError, ValueError):
         return None
 
