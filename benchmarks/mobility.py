@@ -14,7 +14,10 @@ migration moves the edge part's weights (servers do not hold the model already),
 radio latency, and the backhaul: 1 Gbit/s, 2 ms per hop, hop counts from the layout (grid:
 Manhattan distance in cells, line: index difference; packets pipeline, so a transfer pays the
 per-hop delays and its bits once). ``World(..., backhaul="uniform")`` is the old one-hop world.
-Radio: tiercut.mobility.Radio defaults. The traces setting replaces the radio with one Norway
+Radio: tiercut.mobility.Radio defaults. Pre-warming (the aware policy keeps one server
+besides the stage's warm) copies the state there at a migration's backhaul cost, counted in
+the total; the oracle pre-warms every destination for free, as a lower bound should.
+"aware-np" is the aware rule with pre-warming off (for reference: what the rule alone gains). The traces setting replaces the radio with one Norway
 3G/HSDPA trace per cell (pensieve-cooked, x10 to 1-60 Mbit/s, LTE-like: at their own
 0.1-6 Mbit/s every request runs on the device and no policy matters), distance-scaled.
 """
@@ -28,8 +31,8 @@ import torch  # noqa: E402
 from tiercut.link.traces import load_trace  # noqa: E402
 from tiercut.measure.predict import scale_profile  # noqa: E402
 from tiercut.measure.profiler import ProfileSettings, profile_model  # noqa: E402
-from tiercut.mobility import (POLICIES, CellTraces, World, compare, random_waypoint,  # noqa
-                              road, workloads_from_table)
+from tiercut.mobility import (POLICIES, AwareRule, CellTraces, World, compare,  # noqa
+                              random_waypoint, road, workloads_from_table)
 from tiercut.planner import Host, Link, Scenario  # noqa: E402
 from tiercut.planner.table import build_table  # noqa: E402
 from tiercut.zoo import resolve  # noqa: E402
@@ -84,14 +87,19 @@ def main():
     for o in wl:
         print(f"  {o.name:40} device {o.device_s * 1e3:6.1f} ms  up {o.up_bits / 1e3:7.0f} kbit"
               f"  edge {o.edge_s * 1e3:5.1f} ms  down {o.down_bits / 1e3:3.0f} kbit")
+    print("backhaul: hop counts (grid: Manhattan, line: index difference), 1 Gbit/s, 2 ms/hop;"
+          f" {len(SEEDS)} seeds; total = latencies + state transfers (migrations, pre-warms)")
     print(f"{'setting':27} {'policy':8} {'mean ms':>8} {'p95 ms':>8} {'migr':>6} "
-          f"{'cold':>6} {'outside':>7} {'total s':>8}")
+          f"{'cold':>6} {'prew':>6} {'outside':>7} {'total s':>8}")
     for name, world, paths, dt in settings():
         res = compare(world, wl, paths, dt)
-        for p in POLICIES:
+        res["aware-np"] = compare(world, wl, paths, dt, ("aware",),
+                                  rule=AwareRule(prewarm=False))["aware"]
+        for p in (*POLICIES, "aware-np"):
             r = res[p]
             print(f"{name:27} {p:8} {r['mean_s']*1e3:8.1f} {r['p95_s']*1e3:8.1f} "
-                  f"{r['migrations']:6.1f} {r['cold_starts']:6.1f} {r['outside']:7.1f} "
+                  f"{r['migrations']:6.1f} {r['cold_starts']:6.1f} {r['prewarms']:6.1f} "
+                  f"{r['outside']:7.1f} "
                   f"{r['total_s']:8.1f}")
         a, n, v, o = (res[p]["total_s"] for p in ("aware", "nearest", "never", "oracle"))
         print(f"  aware beats nearest: {a < n}; beats never: {a < v}; "

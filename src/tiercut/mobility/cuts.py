@@ -46,7 +46,7 @@ def workloads_from_table(table, cold_start_s: float, device_alone_s: float | Non
         device_s = float(p.tier_seconds.get(device, 0.0))
         edge_s = float(p.tier_seconds.get(edge, 0.0))
         up = 8.0 * sum(h.bytes for h in hops)
-        down = max(0.0, float(e.per_inv_bw) - up) if edge_s > 0 or hops else 0.0
+        down = max(0.0, round(float(e.per_inv_bw) - up)) if edge_s > 0 or hops else 0.0
         fixed = max(0.0, float(e.base) - device_s - edge_s)
         on_edge = [n for n, t in p.assignment.items() if t == edge]
         bits = float(state_bits) if state_bits is not None \

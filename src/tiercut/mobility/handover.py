@@ -5,7 +5,7 @@ split (a :class:`Workload`), with h = hops(c, s) backhaul hops between them:
 device_s + fixed_s + (up_bits + down_bits)/rate_c + [h > 0](backhaul(up_bits, h) +
 backhaul(down_bits, h)) + edge_s/speed_s (``World.backhaul_s``: h per-hop delays, and the
 transfer), plus cold_start_s on the first request after a migration or a re-placement (unless
-the new server was pre-warmed). Given several splits (a tuple of Workloads, e.g. from
+the new server was warm). Given several splits (a tuple of Workloads, e.g. from
 :func:`tiercut.mobility.cuts.workloads_from_table`), each request takes the cheapest at its
 rate and server, and never more than device_alone_s (the device can always run it alone). The
 stage on a server holds the edge part of every split, so a migration moves, and a cold start
@@ -13,7 +13,9 @@ loads, the largest: state_bits and cold_start_s are the maximum over the splits.
 
 A user outside every cell runs everything on the device (``device_alone_s``) and is counted as
 "outside"; this is a fallback, not an error. A migration from a to b costs
-backhaul(state_bits, hops(a, b)), added to the total cost.
+backhaul(state_bits, hops(a, b)), added to the total cost, and then a cold start; to a warm b
+(the aware policy pre-warms one server: it copies the state there when it starts warming it,
+at the same backhaul cost, added to the total) it costs the hops' delays alone.
 
 Outages (``outages={server: [(t0, t1), ...]}``, each server down for t0 <= t < t1): the radio
 cell stays up, only the edge server is down. Policies see which servers are down now and never
@@ -165,7 +167,8 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
     warm: set = set()
     pending_cold = False
     out = np.empty(T)
-    migrations = cold = aborted = lost = 0
+    migrations = cold = aborted = lost = prewarms = 0
+    signal = world.backhaul_s(0.0, world.hop_matrix)
     mig_total = 0.0
     for t in range(T):
         c = serving[t]
@@ -192,14 +195,18 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
             else:
                 b = s
             if b != s and not down_now[t, b]:
-                migrations, mig_total = migrations + 1, mig_total + mig[s, b]
-                if _down_during(spans, b, t * dt, t * dt + mig[s, b]):
+                cost = signal[s, b] if b in warm else mig[s, b]  # warm: the state is there
+                migrations, mig_total = migrations + 1, mig_total + cost
+                if _down_during(spans, b, t * dt, t * dt + cost):
                     aborted += 1
                 else:
                     pending_cold = b not in warm
                     s, warm = b, {b}
-            if policy == "aware":  # the stage's server and at most one pre-warmed
-                warm = {w for w in pre if not down_now[t, w]} | {s}
+            if policy == "aware":  # the stage's server and at most one pre-warmed, kept
+                extra = {w for w in (pre or warm - {s}) if not down_now[t, w]}
+                for w in extra - warm:  # pre-warming copies the state there now
+                    prewarms, mig_total = prewarms + 1, mig_total + mig[s, w]
+                warm = extra | {s}
         if c < 0 or s < 0:
             out[t] = alone
             continue
@@ -207,7 +214,7 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
         cold += pending_cold
         pending_cold = False
     return {"latency": out, "migrations": migrations, "cold_starts": cold,
-            "aborted": aborted, "lost": lost, "outside": int((serving < 0).sum()),
+            "aborted": aborted, "lost": lost, "prewarms": prewarms, "outside": int((serving < 0).sum()),
             "migration_s": float(mig_total), "total_s": float(out.sum() + mig_total)}
 
 
@@ -261,6 +268,7 @@ def compare(world: World, wl, paths, dt: float, policies=POLICIES, outages=None,
         runs = [simulate(p, world, wl, xy, dt, outages, rule) for xy in paths]
         res[p] = {"mean_s": float(np.mean([r["latency"].mean() for r in runs])),
                   "p95_s": float(np.mean([np.percentile(r["latency"], 95) for r in runs]))}
-        for k in ("migrations", "cold_starts", "aborted", "lost", "outside", "total_s"):
+        for k in ("migrations", "cold_starts", "prewarms", "aborted", "lost", "outside",
+                  "total_s"):
             res[p][k] = float(np.mean([r[k] for r in runs]))
     return res

@@ -32,6 +32,7 @@ class AwareRule:
     prewarm_s: float = 10.0
     predict: bool = True
     ski: bool = True
+    prewarm: bool = True
 
     def __post_init__(self):
         if isinstance(self.history, bool) or not isinstance(self.history, int) \
@@ -51,6 +52,7 @@ class _Aware:
         self.rule, self.world, self.lat, self.mig, self.cold_s = rule, world, lat, mig, cold_s
         self.xy, self.dt = xy, dt
         self.hops = world.hop_matrix
+        self.signal = world.backhaul_s(0.0, self.hops)  # a move to a warm server
         self.serving = world.nearest(xy)
         self.regret = 0.0
         self.k = max(1, int(round(rule.horizon_s / dt)))
@@ -81,7 +83,9 @@ class _Aware:
         c = int(self.serving[t])
         cells = self._predicted_cells(t)
         ahead = np.flatnonzero((cells >= 0) & (cells != c))
-        if c != s:  # the likeliest destination: the serving cell's server
+        if not self.rule.prewarm:
+            pre = set()
+        elif c != s:  # the likeliest destination: the serving cell's server
             pre = {c}
         elif ahead.size and ahead[0] < self.rule.prewarm_s / self.dt:
             pre = {int(cells[ahead[0]])}
@@ -92,7 +96,8 @@ class _Aware:
         if best == s or row[s] <= row[best]:
             self.regret = 0.0
             return s, pre
-        cost = self.mig[s] + np.where([b in warm for b in range(len(row))], 0.0, self.cold_s)
+        is_warm = np.array([b in warm for b in range(len(row))])
+        cost = np.where(is_warm, self.signal[s], self.mig[s] + self.cold_s)
         cost = np.where(down, np.inf, cost)
         self.regret += row[s] - row[best]
         if self.rule.ski and self.regret >= cost[best]:

@@ -153,8 +153,8 @@ class World:
         "uniform" (one hop between any two) or "hops" (a chain: hops = index difference)."""
         servers = [EdgeServer(f"e{i}", i * spacing_m, 0.0, radius_m) for i in range(n_servers)]
         i = np.arange(n_servers)
-        return cls(tuple(servers), hops=_backhaul(backhaul, np.abs(i[:, None] - i[None, :])),
-                   **kw)
+        kw.setdefault("hops", _backhaul(backhaul, np.abs(i[:, None] - i[None, :])))
+        return cls(tuple(servers), **kw)
 
     @classmethod
     def grid(cls, nx: int, ny: int, spacing_m: float, radius_m: float,
@@ -165,7 +165,8 @@ class World:
                               radius_m) for j in range(ny) for i in range(nx)]
         ij = np.array([(i, j) for j in range(ny) for i in range(nx)]).reshape(-1, 2)
         manhattan = np.abs(ij[:, None, :] - ij[None, :, :]).sum(axis=2)
-        return cls(tuple(servers), hops=_backhaul(backhaul, manhattan), **kw)
+        kw.setdefault("hops", _backhaul(backhaul, manhattan))
+        return cls(tuple(servers), **kw)
 
 
 def _backhaul(kind: str, hops: np.ndarray):
