@@ -4,9 +4,11 @@ sent to k of the n servers (``SplitClient(redundant=k)``), the first answer take
 latency against the offered load, per k, and the lowest rate measured at which k copies' p99
 is worse than one copy's (the break-even, on this grid).
 
-The servers share this machine's cores, and the protocol has no in-band cancel (a losing copy
-is still computed: redundant.py), so each copy is real load. Every answer is checked against
-the whole model bit for bit.
+The servers share this machine's cores. A losing copy is cancelled in-band as soon as the
+first answer comes (InferRequest.cancel, redundant.py): its server drops it unrun if it is
+still queued, and finishes it if it has started, so a copy costs real load only once started.
+The second table gives, per point, each server's copies computed and copies cancelled unrun
+(from its Load). Every answer is checked against the whole model bit for bit.
 
 Usage: python benchmarks/redundancy_loopback.py [--model squeezenet1_1] [--servers 3]
        [--rates 4,8,16,32] [--ks 1,2,3] [--seconds 10]
@@ -17,12 +19,15 @@ import argparse
 import asyncio
 import contextlib
 
+import grpc
 import numpy as np
 import torch
 
 from handover import device_cut
 from tiercut.graph.trace import trace
 from tiercut.runtime.client import SplitClient
+from tiercut.runtime import tiercut_pb2 as pb
+from tiercut.runtime import tiercut_pb2_grpc as pb_grpc
 from tiercut.runtime.launch import spawn
 from tiercut.runtime.stageplan import StagePlan
 from tiercut.zoo import resolve
@@ -47,9 +52,22 @@ async def poisson(client: SplitClient, x, expected, rate: float, seconds: float,
     return results
 
 
-async def sweep(client: SplitClient, x, expected, rates, seconds: float):
-    """``poisson`` at each rate, on one event loop (the client's channels belong to it)."""
-    out = [await poisson(client, x, expected, rate, seconds, i) for i, rate in enumerate(rates)]
+def counts(stubs) -> list[tuple[int, int]]:
+    """Each server's (requests served, requests cancelled unrun) since it started."""
+    loads = [s.Load(pb.LoadRequest(), timeout=10).load for s in stubs]
+    return [(load.served, load.cancelled) for load in loads]
+
+
+async def sweep(client: SplitClient, x, expected, rates, seconds: float, stubs):
+    """``poisson`` at each rate, on one event loop (the client's channels belong to it); with
+    each point, every server's (served, cancelled) during it."""
+    out = []
+    for i, rate in enumerate(rates):
+        before = counts(stubs)
+        res = await poisson(client, x, expected, rate, seconds, i)
+        await asyncio.sleep(0.3)  # the last cancels arrive
+        out.append((res, [(s1 - s0, c1 - c0) for (s0, c0), (s1, c1)
+                          in zip(before, counts(stubs))]))
     await client.aclose()
     return out
 
@@ -80,27 +98,37 @@ def main() -> None:
           f"(own processes, 1 thread each, loopback, this machine's 2 cores shared); Poisson "
           f"arrivals, {args.seconds:g} s per point", flush=True)
     table: dict[tuple[int, float], tuple[float, float, int]] = {}
+    per_server: dict[tuple[int, float], list[tuple[int, int]]] = {}
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(spawn([args.model])) for _ in range(args.servers)]
         hosts = [s.endpoint for s in servers]
+        channels = [stack.enter_context(grpc.insecure_channel(h)) for h in hosts]
+        stubs = [pb_grpc.TierServerStub(c) for c in channels]
         for k in ks:
             with SplitClient(plan, [hosts], redundant=k) as client:
                 client.prepare()
                 for _ in range(5):
                     client.infer(*x)
-                for rate, res in zip(rates, asyncio.run(sweep(client, x, expected, rates,
-                                                              args.seconds))):
+                for rate, (res, done) in zip(rates, asyncio.run(sweep(
+                        client, x, expected, rates, args.seconds, stubs))):
+                    per_server[k, rate] = done
                     lat = np.array([r[0] for r in res])
                     wrong = sum(1 for r in res if not r[1])
                     fell = sum(1 for r in res if r[2])
                     table[k, rate] = (np.percentile(lat, 50), np.percentile(lat, 99), len(res))
                     print(f"  k={k} rate {rate:g}/s: {len(res)} requests, p50 "
                           f"{table[k, rate][0] * 1e3:.1f} ms, p99 {table[k, rate][1] * 1e3:.1f}"
-                          f" ms, wrong {wrong}, on the device {fell}", flush=True)
+                          f" ms, wrong {wrong}, on the device {fell}; per server computed/"
+                          f"cancelled {' '.join(f'{s}/{c}' for s, c in done)}", flush=True)
     print(f"\n{'rate/s':>7} " + " ".join(f"{'k=%d p50' % k:>9} {'k=%d p99' % k:>9}" for k in ks))
     for rate in rates:
         print(f"{rate:7g} " + " ".join(f"{table[k, rate][0] * 1e3:9.1f} "
                                        f"{table[k, rate][1] * 1e3:9.1f}" for k in ks))
+    print("\nper server: copies computed / cancelled unrun, during each point")
+    print(f"{'rate/s':>7} " + " ".join(f"{'k=%d' % k:>{8 * args.servers}}" for k in ks))
+    for rate in rates:
+        print(f"{rate:7g} " + " ".join(
+            "".join(f"{f'{s}/{c}':>8}" for s, c in per_server[k, rate]) for k in ks))
     for k in ks[1:]:
         worse = [r for r in rates if table[k, r][1] > table[ks[0], r][1]]
         print(f"k={k}: p99 worse than k={ks[0]} from "
