@@ -33,9 +33,10 @@ MAY_IMPORT = {
     "discover": {"zoo", "graph", "measure", "runtime", "cluster"},
     "mobility": {"graph", "measure", "planner", "link", "adapt"},
     "redundancy": {"measure", "link"},
+    "fleet": {"planner", "link", "mobility"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
             "testbed", "dashboard", "decompose", "cluster", "discover", "mobility",
-            "redundancy"},
+            "redundancy", "fleet"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400
