@@ -13,10 +13,12 @@ cancelled in-band on its stream (``InferStream.cancel``, ``InferRequest.cancel``
 drops it unrun if it is still waiting for a worker (answered CANCELLED, counted in
 ``Load.cancelled``), and lets it finish if it is already computing (torch cannot be
 interrupted). Either late answer is dropped on arrival. So a losing copy costs its server
-nothing when it was queued, and the rest of its compute when it had started: the
-cancel-on-first-answer model, not the never-cancel one (benchmarks/redundancy_loopback.py
-counts the copies cancelled per server). The copies of a request that failed or ran out of
-time are cancelled the same way.
+nothing when it was still queued, and its whole compute when it had started: between the
+simulator's cancel="never" and cancel="finish" (which stops a copy in service too). With
+d = 0 on servers equally loaded, copies tend to start at about the same time, and few are
+still queued when the first answer comes (benchmarks/redundancy_loopback.py counts the copies
+cancelled per server). The copies of a request that failed or ran out of time are cancelled
+the same way.
 
 ``send_redundant`` is the race itself, over any streams (``stream_for(host)``): k of n hosts,
 each copy after the first ``issue_after_s`` after the one before, each with its own request
