@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tiercut.mobility.cuts import workloads_from_table
 from tiercut.planner.scenario import Scenario
 from tiercut.planner.table import DecisionTable, build_table
 
@@ -46,15 +47,13 @@ class CutOption:
 
 def options_from_table(table: DecisionTable, device: str = "device",
                        edge: str = "edge") -> tuple[CutOption, ...]:
-    """Every plan the table keeps, as cut options (all-device first when the table has it)."""
-    out = []
-    for e in table.entries:
-        p = e.plan
-        dev = float(p.tier_seconds.get(device, 0.0))
-        ed = float(p.tier_seconds.get(edge, 0.0))
-        bits = float(e.per_inv_bw)  # seconds per 1/(bit/s): the bits over the device's link
-        fixed = max(0.0, float(e.base) - dev - ed)
-        out.append(CutOption(p.placement(), dev, bits, ed, fixed))
+    """Every plan the table keeps, as cut options (all-device first when the table has it).
+    The table is read as the mobility simulator reads it (``workloads_from_table``: raw
+    tensors, the two tiers only); the state and cold start it also counts do not matter here."""
+    splits = workloads_from_table(table, cold_start_s=0.0, device_alone_s=0.0, state_bits=0.0,
+                                  device=device, edge=edge)
+    out = [CutOption(w.name, w.device_s, w.up_bits + w.down_bits, w.edge_s, w.fixed_s)
+           for w in splits]
     out.sort(key=lambda o: (not o.local, -o.device_s))
     return tuple(out)
 
