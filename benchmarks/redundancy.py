@@ -9,8 +9,8 @@
 (b) MEASURED on loopback: n real tier servers (separate processes, 1 thread each), Poisson
     requests at several loads, each sent with send_redundant to k of them; p99 measured next
     to the p99 the simulator gives for the measured fit at the same load. The servers share
-    this machine's cores with the client, and a losing copy is still computed (no in-band
-    cancel), so the loopback k > 1 pays for every copy.
+    this machine's cores with the client; a losing copy still queued is cancelled in-band,
+    one already computing runs to its end (the simulator's cancel="queued").
 
 Usage: python benchmarks/redundancy.py [--model digits_cnn] [--servers 3] [--samples 300]
        [--loads 0.05,0.1,0.2] [--ks 1,2,3] [--seconds 4] [--scv 4]
@@ -25,7 +25,8 @@ import time
 import numpy as np
 import torch
 
-from tiercut.redundancy import (break_even, fit_hyperexponential, fit_shifted_exponential,
+from tiercut.redundancy import (Empirical, break_even, fit_hyperexponential,
+                                fit_shifted_exponential,
                                 log_concavity, simulate)
 from tiercut.runtime import tiercut_pb2 as pb
 from tiercut.runtime import wire
@@ -148,14 +149,19 @@ def main() -> None:
     print(f"\n(b) loopback: {n} tier servers (processes, 1 thread each), Poisson, "
           f"{a.seconds:.0f} s per point; p99 MEASURED vs SIMULATED (shifted-exp fit)")
     print(f"{'load':>5} {'k':>2} {'requests':>8} {'p50 meas':>9} {'p99 meas':>9} "
-          f"{'p99 sim':>9} {'sim never':>9} {'shed':>5}  [ms]")
-    print("  (sim: losing copies cancelled on the first finish; sim never: every copy sent is "
-          "served, as the runtime does without an in-band cancel)")
+          f"{'p99 sim':>9} {'sim queued':>10} {'sim never':>9} {'emp queued':>10} "
+          f"{'shed':>5}  [ms]")
+    print("  (sim: losing copies stopped at the first finish; sim queued: only the queued ones "
+          "dropped, as the runtime's in-band cancel does; sim never: every copy served; emp "
+          "queued: as sim queued, resampling the measured times instead of the fit)")
+    emp = Empirical(tuple(times))
     for load, k, count, shed, p50, p99 in rows:
-        sim = simulate(fit, n, k, load, requests=a.requests).p99
-        never = simulate(fit, n, k, load, requests=a.requests, cancel="never").p99
+        sim, queued, never = (simulate(fit, n, k, load, requests=a.requests, cancel=c).p99
+                              for c in ("finish", "queued", "never"))
+        eq = simulate(emp, n, k, load, requests=a.requests, cancel="queued").p99
         print(f"{load:>5.2f} {k:>2} {count:>8} {p50 * 1e3:>9.2f} {p99 * 1e3:>9.2f} "
-              f"{sim * 1e3:>9.2f} {never * 1e3:>9.2f} {shed:>5}")
+              f"{sim * 1e3:>9.2f} {queued * 1e3:>10.2f} {never * 1e3:>9.2f} {eq * 1e3:>10.2f} "
+              f"{shed:>5}")
 
 
 if __name__ == "__main__":

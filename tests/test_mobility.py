@@ -273,3 +273,11 @@ def test_aware_pre_warms_at_a_price_and_beats_both_baselines_on_a_drive():
     assert a["total_s"] < min(res["nearest"]["total_s"], res["never"]["total_s"])
     plain = simulate("aware", w, WL, xy, 0.5, rule=AwareRule(prewarm=False))
     assert plain["prewarms"] == 0 and plain["cold_starts"] == plain["migrations"]
+
+
+def test_nearest_warm_follows_like_nearest_without_its_cold_starts():
+    w, xy = _drive()
+    plain, warm = (simulate(p, w, WL, xy, 0.5) for p in ("nearest", "nearest-warm"))
+    assert warm["migrations"] == plain["migrations"] > 0
+    assert plain["cold_starts"] == plain["migrations"] and warm["cold_starts"] == 0
+    assert warm["prewarms"] > 0 and warm["latency"].sum() < plain["latency"].sum()

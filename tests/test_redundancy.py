@@ -173,8 +173,8 @@ def test_send_redundant_names_bad_k_and_issue_after():
 
 
 def test_never_cancelling_serves_every_copy():
-    """cancel="never" (the runtime today): each copy is served in full, so 2 copies keep the
-    servers twice as busy and cost more at p99 than cancelling on the first finish."""
+    """cancel="never": each copy is served in full, so 2 copies keep the servers twice as
+    busy and cost more at p99 than cancelling on the first finish."""
     from tiercut.redundancy import ShiftedExponential, simulate
     dist = ShiftedExponential(1.0, 1.0)
     one = simulate(dist, 3, 1, 0.3, requests=20_000, seed=1)
@@ -182,3 +182,16 @@ def test_never_cancelling_serves_every_copy():
     finish = simulate(dist, 3, 2, 0.3, requests=20_000, seed=1, cancel="finish")
     assert abs(never.busy / one.busy - 2.0) < 0.1
     assert never.p99 > finish.p99
+
+
+def test_cancelling_queued_copies_lies_between_never_and_finish():
+    """cancel="queued" (the runtime's InferRequest.cancel): queued losers dropped, a loser in
+    service runs to its end; so it costs more than stopping it, less than serving all."""
+    from tiercut.redundancy import ShiftedExponential, simulate
+    dist = ShiftedExponential(1.0, 1.0)
+    r = {c: simulate(dist, 3, 2, 0.5, requests=20_000, seed=1, cancel=c)
+         for c in ("finish", "queued", "never")}
+    assert r["finish"].p99 < r["queued"].p99 < r["never"].p99
+    assert r["finish"].busy < r["queued"].busy < r["never"].busy
+    with pytest.raises(ValueError, match="'queued'"):
+        simulate(dist, 3, 2, 0.5, requests=100, cancel="sometimes")

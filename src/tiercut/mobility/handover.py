@@ -25,6 +25,10 @@ was. A stage whose server was down at any time since the previous request is "lo
 request runs on the device (device_alone_s), and the next is placed again on an up server
 (the serving cell's, else the cheapest) with a cold start. No request is lost.
 
+Policies: "nearest" moves the stage to the serving cell's server at every cell change,
+"nearest-warm" does too and pre-warms as "aware" does (so that the two can be told apart),
+"never" leaves it where it was first placed, "aware" follows ``policies.AwareRule``.
+
 The oracle knows the path and the outages and may pre-warm every destination, so it is a lower
 bound (Viterbi over servers and "on the device").
 """
@@ -161,8 +165,8 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
     down_now, lost_mask, spans = _outage_masks(outages, S, T, dt)
     if policy == "oracle":
         plan = _oracle_plan(np.where(lost_mask, np.inf, lat), alone, mig)
-    aware = (rule or AwareRule()).start(world, lat, mig, cold_s, xy, dt) \
-        if policy == "aware" else None
+    warming = policy in ("aware", "nearest-warm")
+    aware = (rule or AwareRule()).start(world, lat, mig, cold_s, xy, dt) if warming else None
     s, placed = -1, False
     warm: set = set()
     pending_cold = False
@@ -190,6 +194,9 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
         elif s >= 0 and c >= 0:
             if policy == "nearest":
                 b = c
+            elif policy == "nearest-warm":  # follow the user, pre-warming as aware does
+                _, pre = aware.step(t, s, warm, down_now[t])
+                b = c
             elif policy == "aware":
                 b, pre = aware.step(t, s, warm, down_now[t])
             else:
@@ -202,7 +209,7 @@ def _run(policy: str, world: World, wl, xy: np.ndarray, dt: float, outages=None,
                 else:
                     pending_cold = b not in warm
                     s, warm = b, {b}
-            if policy == "aware":  # the stage's server and at most one pre-warmed, kept
+            if warming:  # the stage's server and at most one pre-warmed, kept
                 extra = {w for w in (pre or warm - {s}) if not down_now[t, w]}
                 for w in extra - warm:  # pre-warming copies the state there now
                     prewarms, mig_total = prewarms + 1, mig_total + mig[s, w]
@@ -240,7 +247,7 @@ def _oracle_plan(lat: np.ndarray, alone: float, mig: np.ndarray) -> np.ndarray:
     return plan
 
 
-POLICIES = ("nearest", "never", "aware", "oracle")
+POLICIES = ("nearest", "nearest-warm", "never", "aware", "oracle")
 
 
 def simulate(policy: str, world: World, wl, xy, dt: float, outages=None,

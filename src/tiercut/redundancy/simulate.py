@@ -2,9 +2,11 @@
 of them chosen at random: copy 1 at arrival, the others ``issue_after_s`` later unless the
 request is done; the other copies are cancelled when the first copy finishes (``cancel="finish"``,
 a copy in service is stopped at once) or when the first copy starts service
-(``cancel="start"``). A cancelled copy still queued costs nothing. ``cancel="never"`` is what
-tiercut's runtime does today (no in-band cancel): a copy not yet issued when the answer comes
-is never sent, but every copy sent is served in full."""
+(``cancel="start"``). A cancelled copy still queued costs nothing. ``cancel="queued"`` is what
+tiercut's runtime does (InferRequest.cancel): at the first finish the copies still queued are
+dropped, but a copy in service runs to its end (a stage's compute cannot be interrupted).
+``cancel="never"``: every copy sent is served in full. In every mode a copy not yet issued
+when the answer comes is never sent."""
 from __future__ import annotations
 
 import heapq
@@ -25,6 +27,9 @@ class Result:
     busy: float          # fraction of server time spent serving (copies included)
 
 
+CANCELS = ("finish", "start", "queued", "never")
+
+
 def _check(n: int, k: int, load: float, issue_after_s: float, cancel: str) -> None:
     if not (isinstance(n, int) and n >= 1):
         raise ValueError(f"n must be an int >= 1, got {n!r}")
@@ -34,8 +39,9 @@ def _check(n: int, k: int, load: float, issue_after_s: float, cancel: str) -> No
         raise ValueError(f"load must be a finite number > 0, got {load!r}")
     if not (math.isfinite(issue_after_s) and issue_after_s >= 0):
         raise ValueError(f"issue_after_s must be finite and >= 0, got {issue_after_s!r}")
-    if cancel not in ("finish", "start", "never"):
-        raise ValueError(f"cancel must be 'finish', 'start' or 'never', got {cancel!r}")
+    if cancel not in CANCELS:
+        raise ValueError(f"cancel must be one of {', '.join(map(repr, CANCELS))}, got "
+                         f"{cancel!r}")
 
 
 def simulate(dist, n: int, k: int, load: float, requests: int = 100_000,
@@ -97,7 +103,7 @@ def simulate(dist, n: int, k: int, load: float, requests: int = 100_000,
         if ver != version[s] or serving[s] != r:
             continue
         busy += now - started_at[s]
-        done[r] = min(done[r], now)  # cancel="never": a losing copy finishes later
+        done[r] = min(done[r], now)  # "never", "queued": a losing copy in service finishes later
         serving[s] = -1
         start_next(s, now)
         if cancel == "finish":
