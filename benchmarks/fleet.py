@@ -13,7 +13,8 @@ Controllers (``tiercut.fleet.controllers``): nearest (tiercut's planner per user
 load), nearest with a load-aware cut (LoADPart's choice on a fixed server), load-aware (cut
 and server together, by the waits now), drift-plus-penalty (V = 0.3 s, the waits in the
 penalty) and the textbook drift-plus-penalty (V = 1 s, zero-queue latency as the penalty).
-Then a V sweep, one hour simulated (the scale figure: wall seconds for one simulated hour of
+Then a V sweep, the same with a cloud behind the edges (4x an edge server's speed, elastic,
+1 Gbit/s and 20 ms one way: an assumption), one hour simulated (the scale figure: wall seconds for one simulated hour of
 10,000 users and 100 servers), and the same with per-cell bandwidth traces (the shared Norway
 3G traces x10, one per cell, from a random point each).
 
@@ -33,8 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tiercut.fleet import (DriftPlusPenalty, Edges, Fleet, LoadAware, Nearest,  # noqa: E402
-                           NearestLoadAware, Users, Walkers, options_for, run)
+from tiercut.fleet import (Cloud, DriftPlusPenalty, Edges, Fleet, LoadAware,  # noqa: E402
+                           Nearest, NearestLoadAware, Users, Walkers, options_for, run)
 from tiercut.link.traces import load_trace  # noqa: E402
 from tiercut.measure.predict import scale_profile  # noqa: E402
 from tiercut.measure.profiler import ProfileSettings, profile_model  # noqa: E402
@@ -58,25 +59,26 @@ def cut_options(model: str):
     return options_for(sc)
 
 
-def fleet(options, n: int, rate: float, seed: int, traces=None) -> Fleet:
+def fleet(options, n: int, rate: float, seed: int, traces=None, cloud=None) -> Fleet:
     world = World.grid(10, 10, spacing_m=100.0, radius_m=75.0)
     rng = np.random.default_rng(seed)
     users = Users([f"user-{i}" for i in range(n)], rate, rng.choice([0.5, 1.0, 2.0], n),
                   np.zeros((n, 2)))
-    return Fleet(Edges(world, cores=2, cell_traces=traces, seed=seed), users, options,
+    return Fleet(Edges(world, cores=2, cell_traces=traces, seed=seed, cloud=cloud), users,
+                 options,
                  walkers=Walkers(n, 1000.0, (0.5, 1.5), pause_s=30.0, seed=seed),
                  switch_s=SWITCH_S)
 
 
 HEAD = (f"{'rate/s':>6} {'controller':24} {'requests':>9} {'mean ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'local':>6} {'sw/uh':>6} {'wait s':>7} {'stable':>6} {'wall s':>7}")
+        f"{'p99 ms':>8} {'local':>6} {'cloud':>6} {'sw/uh':>6} {'wait s':>7} {'stable':>6} {'wall s':>7}")
 
 
 def row(rate: float, r, n: int) -> str:
     worst = float(np.maximum(r.wait_series, r.air_series)[-max(1, len(r.wait_series) // 10):]
                   .mean())
     return (f"{rate:6.2f} {r.controller:24} {r.requests:9d} {r.mean_s*1e3:8.0f} "
-            f"{r.p95_s*1e3:8.0f} {r.p99_s*1e3:8.0f} {r.local_share:6.2f} "
+            f"{r.p95_s*1e3:8.0f} {r.p99_s*1e3:8.0f} {r.local_share:6.2f} {r.cloud_share:6.2f} "
             f"{r.switches / n / (r.sim_s / 3600):6.2f} {worst:7.2f} {str(r.stable):>6} "
             f"{r.wall_s:7.1f}")
 
@@ -93,7 +95,7 @@ def main() -> None:
     options = cut_options(args.model)
     print(f"{args.model} cut options (device at its profiled speed, edge at 1x):")
     for o in options:
-        print(f"  {o.name:24} device {o.device_s*1e3:6.1f} ms  radio {o.bits/1e3:6.0f} kbit  "
+        print(f"  {o.name:40} device {o.device_s*1e3:6.1f} ms  radio {o.bits/1e3:6.0f} kbit  "
               f"edge {o.edge_s*1e3:5.1f} ms  fixed {o.fixed_s*1e3:4.1f} ms")
     print(f"\n{n} users, 100 servers, {secs:.0f} s simulated, slots of 1 s")
     print(HEAD)
@@ -119,6 +121,14 @@ def main() -> None:
             print(row(rate, r, n), flush=True)
     else:
         print(f"\nper-cell traces skipped: no Norway traces under {TRACES}")
+    cloud = Cloud(speed=4.0, backhaul_bps=1e9, delay_s=0.02)
+    print(f"\nwith a cloud behind the edges (4x an edge server, no queue; 1 Gbit/s and 20 ms "
+          f"one way from any edge server)")
+    print(HEAD)
+    for rate in (float(x) for x in args.rates.split(",")):
+        for ctl in (Nearest(), LoadAware(), DriftPlusPenalty(0.3)):
+            r = run(fleet(options, n, rate, 0, cloud=cloud), ctl, secs)
+            print(row(rate, r, n), flush=True)
     if not args.quick:
         print(f"\none simulated hour, {n} users, 100 servers, rate {rate}/s")
         print(HEAD)

@@ -167,3 +167,25 @@ def test_bad_fleet_and_run_arguments_are_named():
         DriftPlusPenalty(-1)
     with pytest.raises(ValueError, match="cores="):
         Edges(World.line(1, 100.0, 50.0), cores=0)
+
+
+def test_the_cloud_takes_what_a_loaded_edge_cannot_and_costs_what_it_should():
+    from tiercut.fleet import Cloud
+    cloud = Cloud(speed=4.0, backhaul_bps=1e9, delay_s=0.02)
+    world = World((EdgeServer("e0", 0.0, 0.0, 150.0),))
+    one = Fleet(Edges(world, cores=1, cloud=cloud), Users(["u"], 0.05, 1.0, [[40.0, 0.0]]),
+                OPTIONS)
+    r_bps = one.edges.radio.rate_bps(40.0)
+    edge = HALF.device_s + HALF.bits / r_bps + HALF.edge_s + HALF.fixed_s
+    far = HALF.device_s + HALF.bits / r_bps + HALF.fixed_s + 0.04 + HALF.bits / 1e9 \
+        + HALF.edge_s / 4.0
+    assert run(one, LoadAware(), 1000.0).mean_s == pytest.approx(min(edge, far), rel=1e-9)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-60, 60, (300, 2))
+    weak = Edges(World((EdgeServer("e0", 0.0, 0.0, 150.0, speed=0.2),)), cores=1, cloud=cloud)
+    many = Fleet(weak, Users([f"u{i}" for i in range(300)], 0.3, 1.0, xy), OPTIONS)
+    res = run(many, LoadAware(), 300.0, seed=2)
+    assert res.stable and res.cloud_share > 0.2
+    assert run(many, Nearest(), 300.0, seed=2).cloud_share == 0  # nearest: its server only
+    with pytest.raises(ValueError, match="Cloud.speed=0"):
+        Cloud(speed=0)

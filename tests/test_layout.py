@@ -23,7 +23,8 @@ MAY_IMPORT = {
     "planner": {"measure", "codecs"},
     "decompose": {"graph", "measure", "planner"},
     "link": {"planner"},
-    "runtime": {"graph", "codecs", "zoo", "decompose"},
+    "onnxgraph": {"graph", "measure"},
+    "runtime": {"graph", "codecs", "zoo", "decompose", "onnxgraph"},
     "adapt": {"planner", "runtime"},
     "sim": {"planner", "link", "adapt", "decompose"},
     "dashboard": {"planner", "runtime", "adapt"},
@@ -36,7 +37,7 @@ MAY_IMPORT = {
     "fleet": {"planner", "link", "mobility"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
             "testbed", "dashboard", "decompose", "cluster", "discover", "mobility",
-            "redundancy", "fleet"},
+            "redundancy", "fleet", "onnxgraph"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400

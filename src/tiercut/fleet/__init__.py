@@ -8,11 +8,11 @@ queues. May import numpy, tiercut.errors, tiercut.planner, tiercut.link and tier
 """
 from tiercut.fleet.controllers import (CONTROLLERS, DriftPlusPenalty, LoadAware, Nearest,
                                        NearestLoadAware, controller)
-from tiercut.fleet.edges import Edges
+from tiercut.fleet.edges import Cloud, Edges
 from tiercut.fleet.options import CutOption, options_for, options_from_table
 from tiercut.fleet.simulate import Fleet, Result, run
 from tiercut.fleet.users import DuplicateUserError, Users, Walkers, check_ids
 
 __all__ = ["CONTROLLERS", "DriftPlusPenalty", "LoadAware", "Nearest", "NearestLoadAware",
-           "controller", "Edges", "CutOption", "options_for", "options_from_table", "Fleet", "Result", "run",
+           "controller", "Cloud", "Edges", "CutOption", "options_for", "options_from_table", "Fleet", "Result", "run",
            "DuplicateUserError", "Users", "Walkers", "check_ids"]

@@ -10,15 +10,40 @@ distance says where in the cell the user stands.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tiercut.link.traces import BandwidthTrace
 from tiercut.mobility.world import Radio, World
 
 
+@dataclass(frozen=True)
+class Cloud:
+    """A cloud behind every edge server's backhaul: compute ``speed`` times an edge server's,
+    no queue (it scales out), reached over ``backhaul_bps`` with ``delay_s`` one way."""
+    speed: float = 4.0
+    backhaul_bps: float = 1e9
+    delay_s: float = 0.02
+
+    def __post_init__(self):
+        for name in ("speed", "backhaul_bps"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"Cloud.{name}={v!r}: accepted is a finite number > 0")
+        if not (np.isfinite(self.delay_s) and self.delay_s >= 0):
+            raise ValueError(f"Cloud.delay_s={self.delay_s!r}: accepted is a finite number "
+                             ">= 0 seconds")
+
+    def seconds(self, edge_s, bits):
+        """Per cut option: the backhaul both ways, the bits over it, the cloud's compute."""
+        return 2 * self.delay_s + np.asarray(bits) / self.backhaul_bps + \
+            np.asarray(edge_s) / self.speed
+
+
 class Edges:
     def __init__(self, world: World, cores=4, cell_traces=None, trace_offsets_s=None,
-                 seed: int = 0):
+                 seed: int = 0, cloud: Cloud | None = None):
         self.world = world
         self.centers = world.centers
         self.radii = world.radii
@@ -28,6 +53,9 @@ class Edges:
         if not (np.isfinite(self.cores).all() and (self.cores > 0).all()):
             raise ValueError(f"cores={cores!r}: every server needs a finite number of cores > 0")
         self.radio: Radio = world.radio
+        if cloud is not None and not isinstance(cloud, Cloud):
+            raise ValueError(f"cloud={cloud!r}: give a tiercut.fleet.Cloud or None")
+        self.cloud = cloud
         self._traces = None
         if cell_traces is not None:
             traces = list(cell_traces)

@@ -13,6 +13,11 @@ Deciders go in ``batches`` random groups per slot, each seeing the work of the g
 it: what users asking at different moments of the slot would see. Deciding all at once on the
 slot's starting queues would make every user rush to the same idle server.
 
+With a cloud (``Edges(cloud=Cloud(...))``) a user may also send its edge part through its
+nearest cell and the backhaul to the cloud: airtime in that cell, then the backhaul's delay
+both ways and its bits at the backhaul's rate, then the cloud's compute, which has no queue
+(it scales out). The state then lives in the cloud.
+
 A user outside every cell can only run its model on the device: it takes the all-device cut
 (a fallback, counted in ``outside``), so the options must include one.
 """
@@ -68,6 +73,7 @@ class Result:
     p95_s: float
     p99_s: float
     local_share: float  # requests run wholly on the device
+    cloud_share: float  # requests whose edge part ran in the cloud
     outside: int  # of them, requests from users outside every cell
     switches: int  # state moves between servers
     wait_series: np.ndarray  # per slot, the longest server wait (backlog over cores), seconds
@@ -117,7 +123,9 @@ def run(fleet: Fleet, ctl, duration_s: float, dt: float = 1.0, batches: int = 8,
     xy = u.xy if fleet.walkers is None else fleet.walkers.xy
     cand = e.candidates(xy, fleet.candidates)
     m = cand.shape[1]
-    requests = local = outside = switches = 0
+    cloud_col = np.zeros((1, m + (e.cloud is not None), 1), dtype=bool)
+    cloud_col[0, m:, 0] = True
+    requests = local = outside = switches = cloud = 0
     total_s = 0.0
     next_refresh = fleet.refresh_s
     for k in range(slots):
@@ -134,19 +142,26 @@ def run(fleet: Fleet, ctl, duration_s: float, dt: float = 1.0, batches: int = 8,
             if len(group) == 0:
                 continue
             c = cand[group]
-            rate = e.rates(xy[group], c, factors)[:, :, None]  # [b, m, 1]
+            rate = e.rates(xy[group], c, factors)
+            dest = c  # where the state lives: a server, or s for the cloud
+            if e.cloud is not None:  # one more column: through the nearest cell to the cloud
+                c, rate = np.concatenate([c, c[:, :1]], 1), np.concatenate([rate, rate[:, :1]], 1)
+                dest = np.concatenate([dest, np.where(dest[:, :1] >= 0, s, -1)], 1)
+            rate = rate[:, :, None]  # [b, m, 1]
             reach = rate > 0
             sc = np.maximum(c, 0)
             air = np.where(remote, bits / np.where(reach, rate, 1.0), 0.0)
-            cpu = np.where(remote, edge_s / e.speed[sc][:, :, None], 0.0)
+            cpu = np.where(remote & ~cloud_col, edge_s / e.speed[sc][:, :, None], 0.0)
+            far = 0.0 if e.cloud is None else \
+                np.where(remote & cloud_col, e.cloud.seconds(a["edge_s"], a["bits"]), 0.0)
             dev = dev_s / u.device_speed[group][:, None, None]
-            moved = (home[group][:, None] >= 0) & (c != home[group][:, None])
-            lat0 = dev + air + cpu + fixed + remote * moved[:, :, None] * fleet.switch_s
-            ok = np.where(remote, reach, np.arange(m)[None, :, None] == 0)
+            moved = (home[group][:, None] >= 0) & (dest != home[group][:, None])
+            lat0 = dev + air + cpu + far + fixed + remote * moved[:, :, None] * fleet.switch_s
+            ok = np.where(remote, reach, np.arange(c.shape[1])[None, :, None] == 0)
             lat0 = np.where(ok, lat0, np.inf)
             w_dev = dev_q[group][:, None, None]
             w_air = air_q[sc][:, :, None]
-            w_cpu = (cpu_q / e.cores)[sc][:, :, None]
+            w_cpu = np.where(cloud_col, 0.0, (cpu_q / e.cores)[sc][:, :, None])
             pick = ctl.choose(Choice(lat0, dev, air, cpu, w_dev, w_air, w_cpu, remote))
             j, o = np.divmod(pick, len(fleet.options))
             r = np.arange(len(group))
@@ -161,7 +176,8 @@ def run(fleet: Fleet, ctl, duration_s: float, dt: float = 1.0, batches: int = 8,
             srv = sc[r, j]
             np.add.at(air_q, srv[is_remote], (nreq * air[r, j, o])[is_remote])
             np.add.at(cpu_q, srv[is_remote], (nreq * cpu[r, j, o])[is_remote])
-            new_home = np.where(is_remote, srv, home[group])
+            new_home = np.where(is_remote, dest[r, j], home[group])
+            cloud += int(nreq[is_remote & cloud_col[0, j, 0]].sum())
             switches += int(((home[group] >= 0) & (new_home != home[group])).sum())
             home[group] = new_home
             lo = (~is_remote)
@@ -179,5 +195,6 @@ def run(fleet: Fleet, ctl, duration_s: float, dt: float = 1.0, batches: int = 8,
         dev_q = np.maximum(dev_q - dt, 0.0)
     return Result(ctl.name, requests, total_s / max(requests, 1), _quantile(hist, 0.5),
                   _quantile(hist, 0.95), _quantile(hist, 0.99), local / max(requests, 1),
+                  cloud / max(requests, 1),
                   outside, switches, wait_series, air_series, duration_s,
                   time.perf_counter() - t_wall, hist)
