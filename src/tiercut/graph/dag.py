@@ -41,6 +41,9 @@ class Graph:
     outputs: tuple[str, ...]  # nodes whose values make up the model's output
     module: Any = field(default=None, repr=False, compare=False)  # torch.fx.GraphModule
     method: str = "fx"  # how it was captured: "fx" or "export"
+    dead_removed: int = 0  # nodes with no path to an output, erased at capture
+    # the eager output's pytree structure (an OrderedDict, a ModelOutput, nested tuples)
+    output_spec: Any = field(default=None, repr=False, compare=False)
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch.fx as fx
 
 from ..errors import AssignmentError
+from .capture_fixes import restructure
 from .dag import INPUT_OP, Graph
 
 
@@ -151,4 +152,5 @@ def assemble_output(graph: Graph, env: Mapping[str, Any]) -> Any:
     codegen = graph.module.graph._codegen
     if isinstance(codegen, fx.graph._PyTreeCodeGen):  # torch.export graphs flatten the output
         result = codegen.process_outputs(result)
-    return result
+    # fx records an OrderedDict or a ModelOutput as a plain dict: the eager structure wins
+    return restructure(result, getattr(graph, "output_spec", None))

@@ -2,11 +2,14 @@
 
 torch.fx symbolic tracing first (it keeps nn modules as nodes, which is what users recognise in
 a profile); torch.export as the fallback for models fx cannot trace. Shapes, dtypes, bytes and
-FLOPs come from running the example through the captured module.
+FLOPs come from running the example through the captured module. An ``fx.GraphModule`` is
+used as it is. Before the Graph is built, arguments left at their defaults become constants,
+dead nodes are erased and the eager output's structure is kept (``capture_fixes``).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import operator
@@ -17,11 +20,13 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from . import capture_fixes as fixes
 from . import flops as flops_mod
 from ..errors import ExampleInputError, TraceError
 from .dag import INPUT_OP, Graph, Node, TensorMeta
 
 _INT_BYTES = 8  # a Python int (a size, an index) crossing a link
+log = logging.getLogger(__name__)
 
 
 def trace(model: nn.Module, example_inputs: Any, name: str | None = None,
@@ -32,19 +37,29 @@ def trace(model: nn.Module, example_inputs: Any, name: str | None = None,
     name (``"head.postprocess"``) or by class. A block whose Python control flow depends on
     the values (a detector's NMS, a cache) stops tracing; as a leaf it runs as it is, on
     whichever tier its node is placed."""
+    fixes.refuse_onnx(model)
     args = _as_args(example_inputs)
     leaves = _leaves(model, leaf_modules)
     name = name or type(model).__name__
     model = model.eval()
     with torch.inference_mode():
         try:
-            model(*args)
+            eager = model(*args)
         except Exception as exc:  # the model's own error, with the shapes we tried
             raise ExampleInputError(
                 f"example input of shape {_describe(args)} does not fit {name}: {exc}"
             ) from exc
-    gm, method = _capture(model, args, name, leaves)
+    if isinstance(model, fx.GraphModule):  # already captured: a copy, not traced again
+        gm, method = fx.GraphModule(model, copy.deepcopy(model.graph), name), "fx"
+        fixes.fold_defaults(gm, len(args))
+    else:
+        gm, method = _capture(model, args, name, leaves)
+    dead = fixes.remove_dead(gm)
+    if dead:
+        log.info("%s: %d dead nodes (no path to an output) removed", name, dead)
     graph = _build_graph(gm, args, name, method)
+    graph.dead_removed = dead
+    graph.output_spec = fixes.output_spec(eager)
     graph.lint()
     return graph
 
@@ -120,8 +135,10 @@ class _WhereTracer(fx.Tracer):
 def _capture(model: nn.Module, args: tuple, name: str,
              leaves: tuple[set[str], tuple] = (set(), ())) -> tuple[fx.GraphModule, str]:
     tracer = _WhereTracer(leaves)
+    concrete = fixes.defaulted_args(model, len(args))
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
+        fixes.drop_concrete_placeholders(graph, concrete)
         return fx.GraphModule(tracer.root, graph, name), "fx"
     except Exception as fx_exc:  # fx raises TraceError, TypeError, RuntimeError, ...
         where = tracer.failed_in or "<top level>"
@@ -136,6 +153,15 @@ def _capture(model: nn.Module, args: tuple, name: str,
             exported = torch.export.export(model, args, strict=False)
     except Exception as export_exc:
         first = str(export_exc).strip().splitlines()[0] if str(export_exc).strip() else ""
+        if getattr(getattr(model, "config", None), "use_cache", False):
+            raise TraceError(
+                f"cannot capture {name}: it is a transformers model with its cache on "
+                f"(config.use_cache=True), and torch.export stopped with "
+                f"{type(export_exc).__name__}: {first}. A cache is state carried between "
+                "calls, not part of one forward: build it with use_cache=False (e.g. "
+                "GPT2Config(..., use_cache=False)), or wrap it with tiercut.zoo.hf.wrap(model) "
+                "(tiercut.zoo.hf.hf_model, or the 'hf:NAME' model spec, do so)"
+            ) from export_exc
         raise TraceError(
             f"cannot capture {name}: torch.fx stopped with {fx_error}; the torch.export "
             f"fallback stopped with {type(export_exc).__name__}: {first} (at "
