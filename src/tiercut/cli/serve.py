@@ -156,7 +156,7 @@ def serve_cmd(
     from ..measure import cpucap
     from ..runtime.launch import serve_forever
     from ..runtime.server import BACKENDS, TierServer
-    from ..zoo import resolve
+    from ..runtime.onnx_model import check_hosted
 
     if cpus is not None:
         try:
@@ -172,7 +172,7 @@ def serve_cmd(
     for name in names:
         if ":" not in name:
             try:
-                resolve(name)
+                check_hosted(name)
             except TiercutError as exc:
                 raise typer.BadParameter(str(exc)) from None
     announcer = _announcer(announce, node_name, announce_on, host, names)

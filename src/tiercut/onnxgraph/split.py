@@ -29,9 +29,12 @@ _ORT_NP = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(floa
 
 
 def session(model: onnx.ModelProto | str, threads: int | None = None, *,
-            profile_prefix: str | None = None, optimized_path: str | None = None) -> Any:
+            profile_prefix: str | None = None, optimized_path: str | None = None,
+            spin: bool = True) -> Any:
     """An ONNX Runtime CPU session as tiercut runs ONNX: every graph optimization, sequential
-    execution, ``threads`` intra-op threads (None: ONNX Runtime's default), errors only."""
+    execution, ``threads`` intra-op threads (None: ONNX Runtime's default), errors only;
+    ``spin=False`` stops idle pool threads spinning (two sessions taking turns then do not
+    take each other's cores)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -41,6 +44,8 @@ def session(model: onnx.ModelProto | str, threads: int | None = None, *,
     if threads is not None:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
@@ -123,7 +128,7 @@ def split_onnx(graph: Graph, assignment: Mapping[str, int],
                threads: int | None = None) -> list[OnnxGraphStage]:
     """One OnnxGraphStage per stage index 0..max (empty stages included), each an ONNX model
     cut out of ``graph``'s model; sessions open on first run."""
-    source = graph.module
+    source = source_of(graph)
     if not isinstance(source, OnnxSource):
         raise AssignmentError(f"graph {graph.name!r} was not built from ONNX "
                               "(graph_from_onnx); split torch graphs with tiercut.graph.split")
@@ -184,6 +189,12 @@ def _info(source: OnnxSource, value: str) -> onnx.ValueInfoProto:
                                          list(t.shape))
 
 
+def source_of(graph: Graph) -> OnnxSource:
+    """The OnnxSource of a graph from ``graph_from_onnx`` (the runtime wraps it in an fx stub
+    that keeps it as ``onnx_source``)."""
+    return getattr(graph.module, "onnx_source", graph.module)
+
+
 def run_onnx_stages(graph: Graph, stages: Sequence[OnnxGraphStage], *inputs: Any) -> list[Any]:
     """Run the stages in order on ``inputs`` (one array per model input, in graph order);
     return the model's outputs in the model's order, as ``session.run(None, ...)`` does."""
@@ -198,5 +209,5 @@ def run_onnx_stages(graph: Graph, stages: Sequence[OnnxGraphStage], *inputs: Any
 
 def run_whole(graph: Graph, *inputs: Any, threads: int | None = None) -> list[Any]:
     """The unsplit model's outputs on ``inputs``, by ONNX Runtime: what stages must equal."""
-    source: OnnxSource = graph.module
+    source = source_of(graph)
     return session(source.model, threads).run(None, source.feed(graph.inputs, inputs))

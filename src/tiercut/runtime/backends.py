@@ -22,14 +22,19 @@ BackendFactory = Callable[[StagePlan, Layout, int], StageRunner]
 
 
 def _torch_backend(plan: StagePlan, lay: Layout, k: int) -> StageRunner:
-    return lay.stages[k]
+    return lay.stages[k]  # for an ONNX file's plan: already an ONNX Runtime stage
 
 
 def _onnxruntime_backend(plan: StagePlan, lay: Layout, k: int,
                          cache_dir: str | os.PathLike | None = None,
                          threads: int | None = None) -> StageRunner:
     """Stage k as an ONNX Runtime session (tiercut.runtime.onnx_stage; exported once, cached
-    on disk). Export covers every stage of the plan the first time, then loads from the cache."""
+    on disk). Export covers every stage of the plan the first time, then loads from the cache.
+    A plan of an ONNX file needs no export: its stages are cut from the file."""
+    from .onnx_model import is_onnx
+
+    if is_onnx(plan.model):
+        return lay.stages[k]
     try:
         from .onnx_stage import onnx_stages
     except ImportError as exc:

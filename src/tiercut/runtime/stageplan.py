@@ -28,6 +28,7 @@ from ..graph.dag import Graph
 from ..graph.split import Stage, split
 from ..graph.trace import trace
 from ..zoo import ZooEntry, resolve
+from . import onnx_model
 from .signature import Signature, signature  # noqa: F401 (the layout's; importers use it)
 
 FORMAT = "tiercut-stageplan/1"
@@ -36,7 +37,7 @@ FORMAT = "tiercut-stageplan/1"
 
 @dataclass(frozen=True)
 class StagePlan:
-    model: str  # zoo name or module:factory
+    model: str  # zoo name, module:factory, or an ONNX file's path (ending .onnx)
     tiers: tuple[str, ...]  # the tiers the data visits, device first; stage k runs on tiers[k]
     assignment: Mapping[str, int] = field(hash=False)  # node -> stage index
     input_shape: tuple[int, ...] | None = None  # for module:factory models without input_shape
@@ -287,6 +288,9 @@ def input_elements(plan: StagePlan) -> int:
 
 
 def model_entry(plan: StagePlan) -> ZooEntry:
+    if onnx_model.is_onnx(plan.model):  # an ONNX file: its inputs, from the file
+        with _lock:
+            return _graph(plan)[1]
     return resolve(plan.model, plan.input_shape)
 
 
@@ -326,7 +330,8 @@ def layout(plan: StagePlan) -> Layout:
         if key in _layouts:
             return _layouts[key]
         graph, entry = _graph(plan)
-        stages = split(graph, plan.assignment)
+        stages = (onnx_model.onnx_stages(graph, plan.assignment)
+                  if onnx_model.is_onnx(plan.model) else split(graph, plan.assignment))
         if len(stages) > plan.stages:
             raise PlanError(f"plan has {len(stages)} stages but {plan.stages} tiers")
         stages += [_empty_stage(graph, k) for k in range(len(stages), plan.stages)]
@@ -350,6 +355,9 @@ def model_graph(model: str, input_shape: Sequence[int] | None = None,
 
 def _graph(plan: StagePlan) -> tuple[Graph, ZooEntry]:
     key = (plan.model, plan.input_shape, plan.batch)
+    if key not in _graphs and onnx_model.is_onnx(plan.model):
+        graph = onnx_model.onnx_graph(plan.model, plan.input_shape)
+        _graphs[key] = (graph, onnx_model.onnx_entry(graph))
     if key not in _graphs:
         entry = model_entry(plan)
         _graphs[key] = (trace(entry.build(), example_inputs(plan, entry), name=plan.model), entry)
