@@ -71,7 +71,8 @@ def graph_from_onnx(model: str | Any, input_shapes: InputShapes | None = None,
 
     ``input_shapes`` fixes inputs by ONNX input name, e.g. ``{"x": (1, 3, 224, 224)}``; it is
     required for inputs with symbolic dimensions (a batch named "N"). ``name`` defaults to the
-    file's stem (or the graph's name).
+    path as given (what a plan names the model by, and ``tiercut serve --models`` hosts it
+    under), or to the graph's name for a ModelProto.
     """
     path = None if isinstance(model, onnx.ModelProto) else str(model)
     proto = load_onnx(model)
@@ -83,9 +84,8 @@ def graph_from_onnx(model: str | Any, input_shapes: InputShapes | None = None,
     _own_outputs(fixed)
     types = _value_types(fixed, where)
     source = _build_source(fixed, types, path)
-    if name is None:
-        name = re.sub(r"\.onnx$", "", path.replace("\\", "/").rsplit("/", 1)[-1]) if path \
-            else (proto.graph.name or "onnx_model")
+    if name is None:  # the path as given: what plans name, and servers host, the model by
+        name = path or proto.graph.name or "onnx_model"
     graph = _build_graph(source, name, where)
     graph.lint()
     return graph
