@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "decompose": {"graph", "measure", "planner"},
     "link": {"planner"},
     "onnxgraph": {"graph", "measure"},
+    "modelcheck": {"graph", "measure", "planner"},
     "runtime": {"graph", "codecs", "zoo", "decompose", "onnxgraph"},
     "adapt": {"planner", "runtime"},
     "sim": {"planner", "link", "adapt", "decompose"},
@@ -37,7 +38,7 @@ MAY_IMPORT = {
     "fleet": {"planner", "link", "mobility"},
     "cli": {"zoo", "graph", "measure", "codecs", "planner", "link", "runtime", "adapt", "sim",
             "testbed", "dashboard", "decompose", "cluster", "discover", "mobility",
-            "redundancy", "fleet", "onnxgraph"},
+            "redundancy", "fleet", "onnxgraph", "modelcheck"},
     "__init__": {"graph", "measure"},
 }
 MAX_LINES = 400

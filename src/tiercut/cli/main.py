@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from .calibrate import calibrate_cmd
+from .check import check_cmd
 from .cluster import cluster_app
 from .dashboard import dashboard_cmd
 from .link import link_cmd
@@ -22,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 # in the order ``tiercut --help`` lists them
 COMMANDS = (("models", models), ("profile", profile), ("show", show), ("predict", predict),
-            ("plan", plan_cmd), ("testbed", testbed_cmd), ("serve", serve_cmd),
+            ("check", check_cmd), ("plan", plan_cmd), ("testbed", testbed_cmd), ("serve", serve_cmd),
             ("infer", infer_cmd), ("bench", bench_cmd), ("link", link_cmd),
             ("simulate", simulate_cmd), ("calibrate", calibrate_cmd),
             ("dashboard", dashboard_cmd))

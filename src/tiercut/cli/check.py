@@ -1,0 +1,38 @@
+"""`tiercut check MODEL`: does tiercut take this model? Capture, split at the cuts a planner
+might choose, compare with the whole model, and say what works and what does not."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..errors import TiercutError
+from .common import _fail, _shape, console
+
+
+def check_cmd(
+    model: str = typer.Argument(..., help="zoo name, or package.module:factory"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape",
+                                              help="for module:factory models, e.g. 1,3,224,224"),
+    leaf: List[str] = typer.Option([], "--leaf", help="a submodule kept whole on one tier "
+                                   "(qualified name, e.g. head.postprocess); repeatable"),
+    max_cuts: int = typer.Option(12, "--max-cuts", min=1, help="cuts to try at most"),
+    tol: float = typer.Option(1e-5, "--tol", min=0.0,
+                              help="largest relative difference a split may have"),
+) -> None:
+    """Capture MODEL, split it at the planner's cuts and at evenly spaced ones, and compare
+    every split with the whole model. Exit 0 when all work, 1 when something failed."""
+    from ..modelcheck import check_model, render
+    from ..zoo import resolve
+
+    try:
+        entry = resolve(model, _shape(input_shape))
+        net = entry.build()
+        inputs = entry.example_inputs()
+    except TiercutError as exc:
+        _fail(exc)
+    report = check_model(net, inputs, model, leaf_modules=tuple(leaf), max_cuts=max_cuts,
+                         tol=tol)
+    console.print(render(report), highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)

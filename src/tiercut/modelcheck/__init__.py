@@ -1,0 +1,9 @@
+"""Does tiercut take this model? Capture it, split it at the cuts a planner might choose, and
+compare every split with the whole model (``tiercut check``).
+
+May import tiercut.graph, tiercut.measure and tiercut.planner (and torch).
+"""
+from tiercut.modelcheck.check import CheckReport, CutResult, candidate_cuts, check_model
+from tiercut.modelcheck.report import render
+
+__all__ = ["CheckReport", "CutResult", "candidate_cuts", "check_model", "render"]
