@@ -1,11 +1,14 @@
 """The model zoo: the standard models of the partitioning literature, in pure PyTorch, and
-the registry of names users type. Imports ``tiercut.errors`` only.
+the registry of names users type, and transformers models from their configs (``hf``, the
+``hf:NAME`` specs; transformers imported only then). Imports ``tiercut.errors`` only.
 """
 import importlib
 
-from .registry import InputSpec, ZooEntry, entry, names, register, resolve
+from .hf import hf_model
+from .registry import InputSpec, ZooEntry, as_inputs, entry, names, parse_input, register, resolve
 
-__all__ = ["InputSpec", "ZooEntry", "entry", "names", "register", "resolve"]
+__all__ = ["InputSpec", "ZooEntry", "as_inputs", "entry", "hf_model", "names", "parse_input",
+           "register", "resolve"]
 
 # One module per model family; each registers its models when imported.
 _FAMILIES = (

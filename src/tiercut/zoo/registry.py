@@ -6,13 +6,13 @@ weights (no downloads); models that ship real weights load them in their factory
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import ExampleInputError, UnknownModelError
 from .frames import SUFFIX, Normalized
 
 
@@ -23,16 +23,22 @@ class InputSpec:
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
-    high: int = 0  # integer inputs are drawn from [0, high); 0 means "float, normal(0, 1)"
+    # integer inputs are drawn from [low, high) (token ids: [0, vocab)); high <= 1 means ones
+    # (masks, flags); a float input is normal(0, 1), or uniform in [low, high) when high > low
+    high: int = 0
+    low: int = 0
 
     def example(self, batch: int = 1, seed: int = 0) -> torch.Tensor:
         shape = (batch, *self.shape[1:])
         gen = torch.Generator().manual_seed(seed)
         if self.dtype.is_floating_point:
+            if self.high > self.low:
+                return torch.rand(shape, generator=gen, dtype=self.dtype) \
+                    * (self.high - self.low) + self.low
             return torch.randn(shape, generator=gen, dtype=self.dtype)
         if self.high <= 1:  # masks and flags
             return torch.ones(shape, dtype=self.dtype)
-        return torch.randint(0, self.high, shape, generator=gen, dtype=self.dtype)
+        return torch.randint(self.low, self.high, shape, generator=gen, dtype=self.dtype)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,14 @@ def register(
     return wrap
 
 
+_SCHEMES: dict[str, Callable[[str], ZooEntry]] = {}
+
+
+def register_scheme(scheme: str, build: Callable[[str], ZooEntry]) -> None:
+    """Model specs ``SCHEME:...`` built by ``build(spec)`` (``hf:gpt2``: ``hf.py``)."""
+    _SCHEMES[scheme] = build
+
+
 def names() -> list[str]:
     _load_all()
     return sorted(_ZOO)
@@ -124,14 +138,89 @@ def entry(name: str) -> ZooEntry:
         ) from None
 
 
-def resolve(spec: str, input_shape: tuple[int, ...] | None = None) -> ZooEntry:
-    """A zoo name, or ``module:factory`` (the factory returns an ``nn.Module``).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64,
+          "int32": torch.int32, "bool": torch.bool}
+INPUT_FORMAT = "NAME:SHAPE:DTYPE[:LOW-HIGH], e.g. input_ids:1x16:int64:0-30522"
 
-    A user's factory has no registered input, so ``input_shape`` is required for it, unless the
-    factory object carries an ``input_shape`` attribute.
+
+def parse_input(text: str) -> InputSpec:
+    """``--input NAME:SHAPE:DTYPE[:LOW-HIGH]``: shape with x (``1x16``), dtype one of
+    ``DTYPES``, integer values drawn from [LOW, HIGH) (token ids); no range: ones for integer
+    and bool inputs (masks), normal(0, 1) for floats."""
+    def bad(why: str) -> ExampleInputError:
+        return ExampleInputError(f"--input {text!r}: {why}; the form is {INPUT_FORMAT}")
+
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(parts[:3]):
+        raise bad("give a name, a shape and a dtype separated by ':'")
+    name, shape_text, dtype_text = parts[:3]
+    if not name.isidentifier():
+        raise bad(f"name {name!r} is not an identifier like input_ids")
+    try:
+        shape = tuple(int(d) for d in shape_text.lower().split("x"))
+    except ValueError:
+        raise bad(f"shape {shape_text!r} is not integers joined by x, like 1x16") from None
+    if any(d < 1 for d in shape):
+        raise bad(f"shape {shape_text!r} has a dimension < 1")
+    if dtype_text not in DTYPES:
+        raise bad(f"dtype {dtype_text!r} is not one of {', '.join(DTYPES)}")
+    low = high = 0
+    if len(parts) == 4:
+        lo, sep, hi = parts[3].partition("-")
+        try:
+            low, high = int(lo), int(hi)
+        except ValueError:
+            sep = ""
+        if not sep or high <= low:
+            raise bad(f"range {parts[3]!r} is not LOW-HIGH with integers LOW < HIGH (values "
+                      "are drawn from [LOW, HIGH))")
+        if DTYPES[dtype_text] is torch.bool:
+            raise bad("a bool input takes no range")
+    return InputSpec(name, shape, DTYPES[dtype_text], high, low)
+
+
+def as_inputs(items: object) -> tuple[InputSpec, ...]:
+    """InputSpecs from InputSpecs, ``--input`` strings or ``(name, shape, dtype[, high])``
+    tuples (dtype a torch.dtype or its name)."""
+    out = []
+    for item in items:  # type: ignore[attr-defined]
+        if isinstance(item, InputSpec):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(parse_input(item))
+        elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
+            name, shape, dtype = item[:3]
+            dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+            if not isinstance(dtype, torch.dtype):
+                raise ExampleInputError(f"input {item!r}: dtype {item[2]!r} is not a torch "
+                                        f"dtype nor one of {', '.join(DTYPES)}")
+            out.append(InputSpec(str(name), tuple(int(d) for d in shape), dtype,
+                                 int(item[3]) if len(item) == 4 else 0))
+        else:
+            raise ExampleInputError(f"input {item!r} is not an InputSpec, a {INPUT_FORMAT!r} "
+                                    "string nor a (name, shape, dtype[, high]) tuple")
+    return tuple(out)
+
+
+def resolve(spec: str, input_shape: tuple[int, ...] | None = None,
+            inputs: object = None) -> ZooEntry:
+    """A zoo name, ``SCHEME:...`` (``hf:gpt2``: a transformers model from its config), or
+    ``module:factory`` (the factory returns an ``nn.Module``).
+
+    ``inputs`` (InputSpecs or ``--input`` strings) replace the model's own. A user's factory
+    has no registered input: it takes ``inputs``, else ``input_shape`` (one float32 input),
+    else the factory's own ``inputs`` attribute (a list of InputSpecs or of (name, shape,
+    dtype[, high]) tuples), else its ``input_shape`` attribute.
     """
+    given = as_inputs(inputs) if inputs else ()
+    scheme = spec.partition(":")[0]
+    _load_all()
+    if ":" in spec and scheme in _SCHEMES:
+        base = _SCHEMES[scheme](spec)
+        return replace(base, inputs=given) if given else base
     if ":" not in spec:
-        return entry(spec)
+        base = entry(spec)
+        return replace(base, inputs=given) if given else base
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -140,12 +229,18 @@ def resolve(spec: str, input_shape: tuple[int, ...] | None = None) -> ZooEntry:
             f"cannot load model factory {spec!r}: {exc}; expected 'package.module:callable' "
             "importable from the current environment"
         ) from None
-    shape = input_shape or getattr(factory, "input_shape", None)
-    if shape is None:
-        raise UnknownModelError(
-            f"model factory {spec!r} needs an input shape: pass --input-shape, e.g. 1,3,224,224"
-        )
-    return ZooEntry(spec, factory, (InputSpec("x", tuple(shape)),), f"user model {spec}")
+    if not given and input_shape is None and getattr(factory, "inputs", None):
+        given = as_inputs(factory.inputs)
+    if not given:
+        shape = input_shape or getattr(factory, "input_shape", None)
+        if shape is None:
+            raise UnknownModelError(
+                f"model factory {spec!r} needs its inputs: pass --input NAME:SHAPE:DTYPE (e.g. "
+                "--input x:1x3x224x224:float32, repeatable) or --input-shape 1,3,224,224, or "
+                "give the factory an `inputs` attribute"
+            )
+        given = (InputSpec("x", tuple(shape)),)
+    return ZooEntry(spec, factory, given, f"user model {spec}")
 
 
 def _load_all() -> None:
