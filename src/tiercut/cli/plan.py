@@ -9,7 +9,11 @@ import typer
 from rich.table import Table
 
 from ..errors import TiercutError
-from .common import _bytes, _fail, _pairs, console
+from .common import _bytes, _fail, _pairs, _shape, console
+
+INPUT_HELP = ("NAME:SHAPE:DTYPE[:LOW-HIGH], repeatable, one per input in forward's order: "
+              "e.g. input_ids:1x16:int64:0-30522 (token ids drawn from [0, 30522)) and "
+              "attention_mask:1x16:int64 (ones); dtypes float32, float16, int64, int32, bool")
 
 
 def _number(flag: str, text: str) -> float:
@@ -83,6 +87,10 @@ def plan_cmd(
     divide: Optional[str] = typer.Option(None, "--divide", help="TIER: one run of layers may "
                                          "be tiled across that tier's hosts (needs --model and "
                                          "a TIER-TIER link between them)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="with --model "
+                                              "module:factory: one float32 input, e.g. "
+                                              "1,3,224,224"),
+    inputs: list[str] = typer.Option([], "--input", help=INPUT_HELP),
     as_json: bool = typer.Option(False, "--json"),
     sweep: Optional[str] = typer.Option(None, "--sweep-bandwidth", help="LOW..HIGH, e.g. "
                                         "0.1mbit..1gbit: print the decision table's breakpoints"),
@@ -96,8 +104,13 @@ def plan_cmd(
     from .plan_flags import scenario_from_flags
 
     try:
+        shape = _shape(input_shape)
+        if inputs:
+            from ..zoo import as_inputs
+            as_inputs(inputs)  # a bad --input is named before anything is profiled
         scenario = scenario_from_flags(model, tier, _pairs(link, "--link"),
-                                       scenario_file, not no_return, console, input_bytes)
+                                       scenario_file, not no_return, console, input_bytes,
+                                       shape, inputs)
         seconds, share = _tier_caps(_pairs(max_seconds, "--max-seconds"))
         constraints = Constraints(
             pin=dict(_pairs(pin, "--pin")), forbid=tuple(_pairs(forbid, "--forbid")),
@@ -107,7 +120,7 @@ def plan_cmd(
             never_hosts=tuple(never_host),
             private_input=None if private_input is None else parse_private(private_input))
         if divide is not None:
-            _divided(model, scenario, constraints, divide, as_json)
+            _divided(model, scenario, constraints, divide, as_json, (shape, inputs))
             return
         if sweep and codecs_path is not None:
             _codec_sweep(scenario, constraints, sweep, plot, codecs_path, max_loss, loss_margin)
@@ -149,18 +162,19 @@ def _top_tier(tiers: tuple[str, ...], constraints) -> Optional[str]:  # noqa: AN
     return usable[-1] if usable else None
 
 
-def _divided(model, scenario, constraints, tier: str, as_json: bool) -> None:  # noqa: ANN001
+def _divided(model, scenario, constraints, tier: str, as_json: bool,  # noqa: ANN001
+             model_inputs: tuple = (None, ())) -> None:
     """The plan where one run of ``tier``'s nodes may be tiled across its hosts."""
     import json as _json
 
     from ..decompose.planner import plan_with_division
     from ..graph.trace import trace
     from ..planner import baseline
-    from ..zoo import resolve
+    from .plan_flags import model_entry
 
     if model is None:
         raise typer.BadParameter("--divide needs --model (the graph is traced to tile it)")
-    e = resolve(model)
+    e = model_entry(model, *model_inputs)
     graph = trace(e.build(), e.example_inputs(), name=model)
     d = plan_with_division(scenario, graph, tier, constraints)
     if as_json:

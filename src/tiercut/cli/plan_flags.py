@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..measure.profile import Profile
 from ..planner.scenario import (DEFAULT_TIERS, Host, Scenario, ScenarioError, load_scenario,
@@ -13,7 +13,11 @@ DEFAULT_SPEEDS = {"device": "x0.1", "edge": "x1", "cloud": "x5"}
 
 def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tuple[str, str]],
                         scenario_file: Path | None, return_outputs: bool, console: Any,
-                        input_bytes: int | None = None) -> Scenario:
+                        input_bytes: int | None = None,
+                        input_shape: tuple[int, ...] | None = None,
+                        inputs: Sequence[str] = ()) -> Scenario:
+    """``input_shape`` and ``inputs`` (``--input`` values) are the inputs of ``model``, a
+    ``module:factory`` without its own (see ``tiercut.zoo.resolve``)."""
     if scenario_file is not None:
         base = load_scenario(scenario_file)
         hosts, tiers, link_map = list(base.hosts), base.tiers, dict(base.links)
@@ -35,7 +39,7 @@ def scenario_from_flags(model: str | None, tier_flags: list[str], links: list[tu
                     if model is None:
                         raise ScenarioError(f"--tier {tier}={item}: a speed factor needs --model")
                     if here is None:
-                        here = _profile_here(model, console)
+                        here = _profile_here(model, console, input_shape, inputs)
                     from ..measure.predict import scale_profile
 
                     name = f"{tier}-{item}"
@@ -79,12 +83,20 @@ def _split_pair(key: str, names: set[str]) -> tuple[str, str]:
                         f"{sorted(names)}")
 
 
-def _profile_here(model: str, console: Any) -> Profile:
-    from ..measure.profiler import ProfileSettings, profile_graph
+def model_entry(model: str, input_shape: tuple[int, ...] | None = None,
+                inputs: Sequence[str] = ()) -> Any:
+    """The ZooEntry of ``--model`` with its ``--input-shape`` / ``--input`` flags."""
     from ..zoo import resolve
+
+    return resolve(model, input_shape, list(inputs) or None)
+
+
+def _profile_here(model: str, console: Any, input_shape: tuple[int, ...] | None = None,
+                  inputs: Sequence[str] = ()) -> Profile:
+    from ..measure.profiler import ProfileSettings, profile_graph
     from .profiling import traced
 
-    entry = resolve(model)
+    entry = model_entry(model, input_shape, inputs)
     net, inputs = entry.build(), entry.example_inputs()
     graph = traced(net, inputs, model)  # a forward taking inputs it is not given is refused
     with console.status(f"profiling {model} on this host"):

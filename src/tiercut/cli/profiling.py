@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import TiercutError
 from .common import _bytes, _fail, _shape, _si, console
+from .plan import INPUT_HELP
 
 
 def models() -> None:
@@ -44,16 +45,20 @@ def profile(
     warmup: int = typer.Option(3, "--warmup", min=0, help="untimed runs first"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                               help="for module:factory models, e.g. 1,3,224,224"),
+    input_flags: list[str] = typer.Option([], "--input", help=INPUT_HELP),
 ) -> None:
     """Measure every node of MODEL on this host and save a tiercut-profile/1 JSON."""
     from ..measure.profiler import ProfileSettings, profile_graph
     from ..zoo import resolve
 
     try:
-        entry = resolve(model, _shape(input_shape))
+        entry = resolve(model, _shape(input_shape), input_flags or None)
         net = entry.build()
         inputs = entry.example_inputs(batch)
         graph = traced(net, inputs, model)
+        if graph.dead_removed:
+            console.print(f"{model}: {graph.dead_removed} dead nodes (no path to an output) "
+                          "removed", highlight=False)
         settings = ProfileSettings(threads=threads, repeat=repeat, warmup=warmup)
         with Progress(TextColumn("profiling {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} runs"), TimeRemainingColumn(),
@@ -67,7 +72,7 @@ def profile(
     console.print(f"{model}: {len(result.nodes)} nodes, Σ nodes "
                   f"{result.total_latency_s * 1e3:.2f} ms, whole model "
                   f"{result.model_latency_s * 1e3:.2f} ms at {result.settings['threads']} threads "
-                  f"-> {output}")
+                  f"-> {output}", emoji=False)
 
 
 def traced(net, inputs: tuple, model: str):  # noqa: ANN001, ANN201
@@ -137,6 +142,7 @@ def predict(
                                       "the target host, to fit a latency regression on"),
     name: str = typer.Option("predicted-host", "--name", help="the target host's name"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape"),
+    input_flags: list[str] = typer.Option([], "--input", help=INPUT_HELP),
 ) -> None:
     """Write a tiercut-profile/1 for a host you do not have, marked as predicted."""
     from ..measure.predict import LatencyPredictor, scale_profile
@@ -152,7 +158,7 @@ def predict(
             from ..graph.trace import trace
             from ..zoo import resolve
 
-            entry = resolve(source, _shape(input_shape))
+            entry = resolve(source, _shape(input_shape), input_flags or None)
             base = Profile.from_graph(trace(entry.build(), entry.example_inputs(), name=source))
         if speed is not None:
             result = scale_profile(base, speed, name)
