@@ -39,9 +39,7 @@ def check_hosted(name: str) -> None:
     if not is_onnx(name):
         resolve(name)
         return
-    from .stageplan import model_graph
-
-    model_graph(name)
+    onnx_graph(name)
 
 
 def onnx_graph(model: str, input_shape: tuple[int, ...] | None = None) -> Graph:
