@@ -124,7 +124,7 @@ def test_missing_external_data_names_the_location(tmp_path):
 
 def test_symbolic_dims_need_input_shapes_and_a_modelproto_works():
     model = _dag(batch="N")
-    with pytest.raises(OnnxModelError, match=r"input 'x' has shape \('N', 3, 8, 8\) with symbolic"
+    with pytest.raises(OnnxModelError, match=r"input 'x' \('N', 3, 8, 8\) has symbolic"
                                              r".*input_shapes=\{'x': \(1, 3, 8, 8\)\}"):
         graph_from_onnx(model)
     graph = graph_from_onnx(model, {"x": (2, 3, 8, 8)})

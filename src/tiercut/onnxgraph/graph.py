@@ -98,6 +98,7 @@ def _fix_inputs(model: onnx.ModelProto, shapes: InputShapes, where: str) -> None
     if unknown:
         raise OnnxModelError(f"{where}: input_shapes names {unknown}, which are not inputs of "
                              f"the model (its inputs: {[i.name for i in inputs]})")
+    symbolic = []
     for value in inputs:
         if not value.type.HasField("tensor_type"):
             raise OnnxModelError(f"{where}: input {value.name!r} is not a tensor; tiercut "
@@ -105,10 +106,10 @@ def _fix_inputs(model: onnx.ModelProto, shapes: InputShapes, where: str) -> None
         dims = value.type.tensor_type.shape.dim
         if value.name in shapes:
             given = tuple(shapes[value.name])
-            declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-            if len(given) != len(declared) or any(
-                    d is not None and d != g for d, g in zip(declared, given)) or min(given,
-                                                                                     default=1) < 1:
+            declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                        for d in dims]
+            if len(given) != len(declared) or any(d is not None and d != g for d, g in
+                                                  zip(declared, given)) or min(given, default=1) < 1:
                 raise OnnxModelError(f"{where}: input_shapes gives {value.name!r} shape "
                                      f"{given}, which does not fit its declared shape "
                                      f"{_describe(dims)}")
@@ -117,14 +118,21 @@ def _fix_inputs(model: onnx.ModelProto, shapes: InputShapes, where: str) -> None
                 d.dim_value = int(g)
         elif not value.type.tensor_type.HasField("shape") or any(
                 not d.HasField("dim_value") or d.dim_value < 1 for d in dims):
-            raise OnnxModelError(
-                f"{where}: input {value.name!r} has shape {_describe(dims)} with symbolic or "
-                f"unknown dimensions; give fixed sizes, e.g. input_shapes={{{value.name!r}: "
-                f"{_example_shape(dims)}}} (tiercut plans at one fixed input size)")
+            symbolic.append(value)
+    if symbolic:
+        shown = ", ".join(f"{v.name!r} {_describe(v.type.tensor_type.shape.dim)}"
+                          for v in symbolic)
+        example = ", ".join(f"{v.name!r}: {_example_shape(v.type.tensor_type.shape.dim)}"
+                            for v in symbolic)
+        raise OnnxModelError(
+            f"{where}: input{'s' if len(symbolic) > 1 else ''} {shown} "
+            f"{'have' if len(symbolic) > 1 else 'has'} symbolic or unknown dimensions; give "
+            f"fixed sizes, e.g. input_shapes={{{example}}} (tiercut plans at one fixed input "
+            "size)")
 
 
 def _describe(dims: Any) -> str:
-    return "(" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else
+    return "(" + ", ".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else
                            repr(d.dim_param or "?") for d in dims) + ")"
 
 
@@ -193,7 +201,8 @@ def _tensor_type(t: onnx.TypeProto) -> ValueType | None:
     if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
     dims = t.tensor_type.shape.dim
-    if any(not d.HasField("dim_value") for d in dims) or not t.tensor_type.elem_type:
+    if any(not d.HasField("dim_value") or d.dim_value < 0 for d in dims) or \
+            not t.tensor_type.elem_type:
         return None
     return ValueType(tuple(d.dim_value for d in dims), _np_dtype(t.tensor_type.elem_type))
 
