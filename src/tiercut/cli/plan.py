@@ -10,10 +10,7 @@ from rich.table import Table
 
 from ..errors import TiercutError
 from .common import _bytes, _fail, _pairs, _shape, console
-
-INPUT_HELP = ("NAME:SHAPE:DTYPE[:LOW-HIGH], repeatable, one per input in forward's order: "
-              "e.g. input_ids:1x16:int64:0-30522 (token ids drawn from [0, 30522)) and "
-              "attention_mask:1x16:int64 (ones); dtypes float32, float16, int64, int32, bool")
+from .profiling import INPUT_HELP
 
 
 def _number(flag: str, text: str) -> float:

@@ -11,7 +11,10 @@ from rich.table import Table
 
 from ..errors import TiercutError
 from .common import _bytes, _fail, _shape, _si, console
-from .plan import INPUT_HELP
+
+INPUT_HELP = ("NAME:SHAPE:DTYPE[:LOW-HIGH], repeatable, one per input in forward's order: "
+              "e.g. input_ids:1x16:int64:0-30522 (token ids drawn from [0, 30522)) and "
+              "attention_mask:1x16:int64 (ones); dtypes float32, float16, int64, int32, bool")
 
 
 def models() -> None:
