@@ -50,17 +50,25 @@ factory.input_shape = (1, 8)
 '''
 
 
-def test_a_model_with_an_unused_input_is_refused_by_name(tmp_path, monkeypatch):
-    """Before: profile stopped with a bare StopIteration (the profiler fed 'mask' nothing)."""
+def test_a_model_with_an_unused_defaulted_input_profiles_and_one_missing_is_named(
+        tmp_path, monkeypatch):
+    """Before: profile stopped with a bare StopIteration (the profiler fed 'mask' nothing).
+    Now an argument left at its default is a constant of the capture; one the model needs
+    and is not given is an error naming it."""
     (tmp_path / "unused_input_model.py").write_text(UNUSED)
+    (tmp_path / "required_input_model.py").write_text(UNUSED.replace("mask=None", "mask"))
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = "unused_input_model:factory"
     for args in (["profile", spec, "-o", str(tmp_path / "p.json"), "--repeat", "1"],
-                 ["plan", "--model", spec, "--link", "device-edge=10mbit"]):
+                 ["plan", "--model", spec, "--link", "device-edge=10mbit", "--skip-tier",
+                  "cloud"]):
         result = runner.invoke(app, args)
-        out = _flat(result.output)
-        assert result.exit_code == 2, out
-        assert not isinstance(result.exception, StopIteration)
-        assert "takes 2 inputs (x, mask) but is given 1" in out, out
-        assert "'mask' never read by forward" in out, out
-    assert not (tmp_path / "p.json").exists()
+        assert result.exit_code == 0, _flat(result.output)
+    assert (tmp_path / "p.json").exists()
+    spec = "required_input_model:factory"
+    result = runner.invoke(app, ["profile", spec, "-o", str(tmp_path / "q.json")])
+    out = _flat(result.output)
+    assert result.exit_code == 2 and not isinstance(result.exception, StopIteration), out
+    assert "missing 1 required positional argument: 'mask'" in out, out
+    assert f"{spec}:" in out, out  # the spec as typed, not read as an :emoji: code
+    assert not (tmp_path / "q.json").exists()

@@ -6,12 +6,15 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 
 
 def _fail(exc: Any) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    # the message is the user's text (model specs such as pkg.mod:factory, paths): no markup,
+    # no :emoji: codes read into it
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, emoji=False)
     raise typer.Exit(2)
 
 
