@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from tiercut.cli.main import app
 from tiercut.modelcheck import check_model, render
-from tiercut.modelcheck.check import _compare
+from tiercut.modelcheck.check import compare_outputs
 from tiercut.zoo import resolve
 
 runner = CliRunner()
@@ -56,14 +56,14 @@ def test_a_capture_failure_is_reported_with_its_reason_and_a_leaf_fixes_it():
 
 def test_outputs_are_compared_by_type_structure_and_value():
     t = torch.arange(6.0)
-    assert _compare({"a": t}, {"a": t.clone()}, "c", 1, 1e-5).status == "exact"
-    od = _compare(OrderedDict(a=t), {"a": t}, "c", 1, 1e-5)
+    assert compare_outputs({"a": t}, {"a": t.clone()}, "c", 1, 1e-5).status == "exact"
+    od = compare_outputs(OrderedDict(a=t), {"a": t}, "c", 1, 1e-5)
     assert od.status == "failed" and "dict" in od.error and "OrderedDict" in od.error
-    near = _compare((t,), (t * (1 + 1e-7),), "c", 1, 1e-5)
+    near = compare_outputs((t,), (t * (1 + 1e-7),), "c", 1, 1e-5)
     assert near.status == "close" and 0 < near.max_rel <= 1e-5
-    far = _compare((t,), (t + 1,), "c", 1, 1e-5)
+    far = compare_outputs((t,), (t + 1,), "c", 1, 1e-5)
     assert far.status == "failed" and "largest difference" in far.error
-    shape = _compare((t,), (t[:3],), "c", 1, 1e-5)
+    shape = compare_outputs((t,), (t[:3],), "c", 1, 1e-5)
     assert shape.status == "failed" and "output 0" in shape.error
 
 

