@@ -183,3 +183,53 @@ def test_sized_client_serves_sizes_never_profiled_bit_for_bit(one_thread):
             assert client.plan(batch).batch == batch
         assert client.sizes == (1, 3, 8)
         assert all(math.isfinite(planner.plan(s).total_s) for s in client.sizes)
+
+
+class Pooled(torch.nn.Module):
+    """Convolutions and a global pool: one graph at every image size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3)
+        self.pool, self.fc = torch.nn.AdaptiveAvgPool2d(1), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv2(torch.relu(self.conv1(x))))).flatten(1))
+
+
+def pooled() -> torch.nn.Module:
+    return Pooled()
+
+
+pooled.input_shape = (1, 3, 16, 16)
+POOLED = "test_sizes:pooled"
+
+
+@pytest.mark.slow
+def test_image_sizes_never_profiled_are_served_bit_for_bit(one_thread):
+    def make(side):
+        spec = resolve(POOLED, (1, 3, side, side))
+        return spec.build(), spec.example_inputs()
+
+    settings = ProfileSettings(threads=1, repeat=3, warmup=1)
+    sized = profile_sizes(make, (16, 32), settings, name=POOLED, dimension="image")
+    assert sized.at(24).inputs[0].shape == (1, 3, 24, 24) and sized.at(24).batch == 1
+
+    def scenario_for(profile, size):
+        return offload_scenario(profile, size, device_speed=0.05, rate="1gbit,0.1ms",
+                                private=1)
+
+    planner = SizePlanner(POOLED, sized, scenario_for, plan, dimension="image",
+                          input_shape_of=lambda side: (1, 3, side, side))
+    model = resolve(POOLED).build()
+    with serve_in_thread([POOLED], threads=1) as edge, \
+            SizedClient(POOLED, planner, {"edge": edge.endpoint},
+                        size_of=lambda inputs: inputs[0].shape[-1]) as client:
+        for side in (16, 24, 40):
+            x = torch.randn(1, 3, side, side)
+            out, m = client.infer(x)
+            with torch.inference_mode():
+                assert_same(out, model(x))
+            assert not m.fallback and [t.tier for t in m.servers] == ["edge"]
+            assert client.plan(side).input_shape == (1, 3, side, side)
+        assert client.sizes == (16, 24, 40)
