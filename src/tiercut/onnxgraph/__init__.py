@@ -6,6 +6,9 @@ Imports numpy, onnx, onnxruntime, ``tiercut.graph``, ``tiercut.measure`` and ``t
 """
 from .graph import OnnxSource, example_feed, graph_from_onnx
 from .load import MAX_OPSET, MIN_OPSET, OnnxModelError, load_onnx
+from .profile import profile_onnx
+from .split import OnnxGraphStage, run_onnx_stages, run_whole, split_onnx
 
-__all__ = ["MAX_OPSET", "MIN_OPSET", "OnnxModelError", "OnnxSource", "example_feed",
-           "graph_from_onnx", "load_onnx"]
+__all__ = ["MAX_OPSET", "MIN_OPSET", "OnnxGraphStage", "OnnxModelError", "OnnxSource",
+           "example_feed", "graph_from_onnx", "load_onnx", "profile_onnx", "run_onnx_stages",
+           "run_whole", "split_onnx"]

@@ -11,8 +11,10 @@ so they never cross a link. A node's parameter bytes are the initializers and co
 reads, each counted at its first reader, so the graph's total is the model's.
 
 Shapes come from ``onnx.shape_inference`` at fixed input shapes: the model's declared ones, or
-``input_shapes`` for inputs with symbolic dimensions (refused without them). Values whose shape
-inference cannot fix (data-dependent) are measured by running ONNX Runtime once on an example.
+``input_shapes`` for inputs with symbolic dimensions (refused without them). One ONNX Runtime
+run on an example (``example_feed``) measures the values shape inference cannot fix (data-
+dependent ones) and checks the rest (ORT's shape wins: inference is wrong on a few real
+models) when all values together fit in ``CHECK_BYTES``.
 Node names become Python identifiers (what the runtime's output map needs), unique; the model
 kept in ``Graph.module`` (an OnnxSource) carries these names, so profiles and stages match.
 """
@@ -34,6 +36,7 @@ from . import flops as flops_mod
 from .load import OnnxModelError, load_onnx
 
 InputShapes = Mapping[str, Sequence[int]]
+CHECK_BYTES = 1 << 30  # values shape inference fixed are checked by one ORT run up to this
 _ILLEGAL = set(keyword.kwlist) | set(dir(builtins)) | {"inf", "nan", "NoneType", "torch",
                                                        "device", "fx_pytree", "pytree"}
 
@@ -191,7 +194,11 @@ def _value_types(model: onnx.ModelProto, where: str) -> dict[str, ValueType]:
             types[vi.name] = t
     for init in model.graph.initializer:
         types[init.name] = ValueType(tuple(init.dims), _np_dtype(init.data_type))
-    wanted = [o for n in model.graph.node for o in n.output if o and o not in types]
+    values = [o for n in model.graph.node for o in n.output if o]
+    known = sum(types[o].nbytes for o in values if o in types)
+    # shape inference can be wrong where ORT is right (a Squeeze in Silero VAD), so one ORT
+    # run checks every value when they all fit in CHECK_BYTES; else only the unknown ones
+    wanted = values if known <= CHECK_BYTES else [o for o in values if o not in types]
     if wanted:
         types.update(_measure_types(model, wanted, where))
     return types
@@ -224,7 +231,7 @@ def _measure_types(model: onnx.ModelProto, names: list[str], where: str) -> dict
     probe.graph.output.extend(helper.ValueInfoProto(name=n) for n in names if n not in have)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # the error comes back in our message
     try:
         session = ort.InferenceSession(probe.SerializeToString(), opts,
                                        providers=["CPUExecutionProvider"])
@@ -232,7 +239,8 @@ def _measure_types(model: onnx.ModelProto, names: list[str], where: str) -> dict
     except Exception as exc:  # noqa: BLE001
         raise OnnxModelError(f"{where}: shape inference leaves {len(names)} values unknown "
                              f"(e.g. {names[:3]}) and ONNX Runtime cannot run the model to "
-                             f"measure them: {str(exc)[:300]}") from None
+                             f"measure them on an example (floats N(0, 1), integers 0): "
+                             f"{str(exc)[:300]}") from None
     out = {}
     for n, r in zip(names, results):
         if not isinstance(r, np.ndarray):
@@ -284,7 +292,7 @@ def _build_source(model: onnx.ModelProto, types: dict[str, ValueType],
     constants = {i.name for i in g.initializer}
     used = {i for n in g.node for i in outer_inputs(n)} | {o.name for o in g.output}
     values: dict[str, tuple[str, ...]] = {}
-    used_names: set[str] = set()
+    used_names = {n.name for n in g.node}  # inputs' names avoid the nodes' (and each other)
     for value in g.input:
         if value.name not in constants:
             values[_identifier(value.name, used_names)] = (value.name,)

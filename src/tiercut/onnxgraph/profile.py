@@ -9,13 +9,17 @@ writes, reorders are new). Each kernel is mapped back to one graph node: by name
 value it writes, else to its nearest mapped neighbour (reorders); a graph node that vanished
 into a fusion shares its group's time in proportion to FLOPs (+1). Timing single-node
 subgraphs instead would lose the fusions and pay one ``run`` call per node, so its sum
-overshoots whole-model time on small nodes. Each run's executor overhead (the plain run's
-seconds less the kernels' seconds, when positive) is spread evenly over that run's kernels, so a node's seconds include its share
-of the run's bookkeeping; the overhead is taken from the plain run of the same repeat (the
-profiler's own bookkeeping between kernels would inflate it). Profiled and plain runs alternate, repeat after repeat, after
-warm-up; figures are medians (and interquartile ranges) over repeats. The profiler's own
-cost per kernel event (``profiler_cost``, a few microseconds: it doubles the kernels' sum on
-models of many tiny nodes) is measured on a chain of trivial kernels and taken off each one.
+overshoots whole-model time on small nodes.
+
+What the profiler times is not quite what a plain run costs: it adds its own cost to each
+kernel event (it formats the event's arguments inside the timed window, a few microseconds,
+which doubles the kernels' sum on models of many tiny nodes), and it leaves out the executor's
+work between kernels. So profiled and plain runs alternate, repeat after repeat, after warm-up,
+and each repeat's kernels are evened to that repeat's plain run: the difference is spread
+evenly over the kernels (never below zero). The per-node seconds then add up to the measured
+whole-model time, and the profiler decides only how it divides among the nodes; the kernels'
+own sum is kept as ``settings["kernel_s"]``. Figures are medians (and interquartile ranges)
+over repeats.
 """
 from __future__ import annotations
 
@@ -55,11 +59,10 @@ def profile_onnx(model: str | os.PathLike | onnx.ModelProto | Graph,
     source: OnnxSource = graph.module
     feed = example_feed(source.model)
     with tempfile.TemporaryDirectory(prefix="tiercut-ortprof-") as tmp:
-        plain = session(source.model, settings.threads, spin=False)
+        plain = session(source.model, settings.threads)
         optimized = os.path.join(tmp, "optimized.onnx")
         profiled = session(source.model, settings.threads,
-                           profile_prefix=os.path.join(tmp, "run"), optimized_path=optimized,
-                           spin=False)
+                           profile_prefix=os.path.join(tmp, "run"), optimized_path=optimized)
         whole: list[float] = []
         total = settings.warmup + settings.repeat
         for r in range(total):
@@ -74,9 +77,7 @@ def profile_onnx(model: str | os.PathLike | onnx.ModelProto | Graph,
         with open(profiled.end_profiling()) as f:
             events = json.load(f)
         kernel_map = _kernel_map(graph, onnx.load(optimized, load_external_data=False))
-        cost = profiler_cost(settings.threads, tmp)
-    runs = _runs(events)[settings.warmup:]
-    kernels = [{k: max(0.0, v - cost) for k, v in per.items()} for _, per in runs]
+    kernels = [per for _, per in _runs(events)[settings.warmup:]]
     node_times = _node_times(graph, kernel_map, kernels, whole)
     threads = settings.threads or plain.get_session_options().intra_op_num_threads
     host = {**host_facts(), "threads": threads or os.cpu_count(), "backend": "onnxruntime",
@@ -88,42 +89,10 @@ def profile_onnx(model: str | os.PathLike | onnx.ModelProto | Graph,
         model_latency_s=_median(whole), model_latency_spread_s=_iqr(whole), batch=int(batch),
         settings={"threads": host["threads"], "repeat": settings.repeat,
                   "warmup": settings.warmup, "capture": "onnx",
-                  "timer": "onnxruntime profiler (ORT_ENABLE_ALL, no spinning), overhead "
-                           "spread per kernel",
+                  "timer": "onnxruntime profiler (ORT_ENABLE_ALL, no spinning), kernels "
+                           "evened to the plain run",
                   "kernel_s": _median([sum(k.values()) for k in kernels]),
-                  "profiler_cost_s": cost,
                   "kernels": len(kernel_map)})
-
-
-def profiler_cost(threads: int | None, folder: str, kernels: int = 64,
-                  repeat: int = 30) -> float:
-    """Seconds ORT's profiler adds to each kernel event it times (it formats the event's
-    arguments inside the timed window, and rounds to whole microseconds): a chain of
-    one-element Adds, profiled, against the same chain run plainly."""
-    import numpy as np
-    from onnx import helper
-
-    nodes = [helper.make_node("Add", [f"v{i}", "one"], [f"v{i + 1}"], name=f"add{i}")
-             for i in range(kernels)]
-    chain = helper.make_model(helper.make_graph(
-        nodes, "chain", [helper.make_tensor_value_info("v0", onnx.TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info(f"v{kernels}", onnx.TensorProto.FLOAT, [1])],
-        [helper.make_tensor("one", onnx.TensorProto.FLOAT, [1], [1.0])]),
-        opset_imports=[helper.make_opsetid("", 17)])
-    chain.ir_version = 8
-    plain = session(chain, threads, spin=False)
-    profiled = session(chain, threads, profile_prefix=os.path.join(folder, "chain"), spin=False)
-    feed = {"v0": np.zeros(1, np.float32)}
-    whole = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        plain.run(None, feed)
-        whole.append(time.perf_counter() - t0)
-        profiled.run(None, feed)
-    with open(profiled.end_profiling()) as f:
-        timed = [e["dur"] * 1e-6 for e in json.load(f)
-                 if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
-    return max(0.0, _median(timed) - _median(whole) / kernels)
 
 
 def _runs(events: list[dict[str, Any]]) -> list[tuple[float, dict[str, float]]]:
@@ -146,17 +115,16 @@ def _runs(events: list[dict[str, Any]]) -> list[tuple[float, dict[str, float]]]:
 
 def _node_times(graph: Graph, kernel_map: Mapping[str, str], runs: list[dict[str, float]],
                 whole: list[float]) -> dict[str, list[float]]:
-    """Per graph node, its seconds in each repeat: the kernels mapped to it, plus its share
-    of what the plain run of that repeat took beyond all kernels (the executor's own work)."""
+    """Per graph node, its seconds in each repeat: the kernels mapped to it, evened to the
+    plain run of that repeat (the difference spread over the kernels, none below zero)."""
     groups = _groups(graph, set(kernel_map.values()))
     times: dict[str, list[float]] = {n.name: [] for n in graph.compute_nodes}
     for kernels, run_s in zip(runs, whole):
-        overhead = max(0.0, run_s - sum(kernels.values())) / max(1, len(kernels))
         owned: dict[str, float] = defaultdict(float)
-        for kernel, seconds in kernels.items():
+        for kernel, seconds in _evened(kernels, run_s).items():
             target = kernel_map.get(kernel) or next(iter(groups), None)
             if target is not None:
-                owned[target] += seconds + overhead
+                owned[target] += seconds
         for name in times:
             times[name].append(0.0)
         for target, seconds in owned.items():
@@ -165,6 +133,22 @@ def _node_times(graph: Graph, kernel_map: Mapping[str, str], runs: list[dict[str
             for m, w in zip(members, weights):
                 times[m][-1] += seconds * w / sum(weights)
     return times
+
+
+def _evened(kernels: Mapping[str, float], run_s: float) -> dict[str, float]:
+    """Kernel seconds that add up to ``run_s``: the difference is shared evenly (the executor's
+    work between kernels when the run took longer; the profiler's cost per event, taken off
+    each kernel but never below zero, when the kernels add up to more)."""
+    out = dict(kernels)
+    for _ in range(len(out) + 1):
+        live = [k for k, v in out.items() if v > 0] if sum(out.values()) > run_s else list(out)
+        gap = run_s - sum(out.values())
+        if not live or abs(gap) <= 1e-12:
+            break
+        share = gap / len(live)
+        for k in live:
+            out[k] = max(0.0, out[k] + share)
+    return out
 
 
 def _groups(graph: Graph, targets: set[str]) -> dict[str, list[str]]:

@@ -30,11 +30,14 @@ _ORT_NP = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(floa
 
 def session(model: onnx.ModelProto | str, threads: int | None = None, *,
             profile_prefix: str | None = None, optimized_path: str | None = None,
-            spin: bool = True) -> Any:
+            spin: bool = False) -> Any:
     """An ONNX Runtime CPU session as tiercut runs ONNX: every graph optimization, sequential
-    execution, ``threads`` intra-op threads (None: ONNX Runtime's default), errors only;
-    ``spin=False`` stops idle pool threads spinning (two sessions taking turns then do not
-    take each other's cores)."""
+    execution, ``threads`` intra-op threads (None: ONNX Runtime's default), errors only.
+
+    Idle pool threads do not spin (``spin=False``): a tier server holds a session per stage
+    and plan, the device its own, and spinning threads of one session take the cores of the
+    next (two sessions taking turns on two cores ran 2x slower); profiles are measured so too.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -116,6 +119,11 @@ def _array(info: Any, value: Any, index: int) -> np.ndarray:
     array = np.ascontiguousarray(value)
     want = _ORT_NP.get(info.type)
     shape = tuple(info.shape)
+    if all(isinstance(d, int) for d in shape) and array.shape != shape and \
+            array.size == int(np.prod(shape)):
+        # ONNX Runtime's optimizer may hand on a value in another shape of the same elements
+        # than the graph's (a scalar as a 1-element vector): the same data, reshaped
+        array = array.reshape(shape)
     if (want and array.dtype != np.dtype(want)) or len(shape) != array.ndim or any(
             isinstance(d, int) and d != a for d, a in zip(shape, array.shape)):
         raise GraphError(f"stage {index}: input {info.name!r} is {array.shape} {array.dtype}, "
