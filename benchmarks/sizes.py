@@ -17,7 +17,7 @@ import time
 
 from tiercut import zoo
 from tiercut.measure import ProfileSettings, scale_profile
-from tiercut.measure.sizes import SizedProfiles, profile_sizes
+from tiercut.measure.sizes import profile_sizes
 from tiercut.planner import Host, Scenario, parse_link, plan
 
 RATES = ("10mbit", "100mbit")

@@ -128,6 +128,9 @@ class SizedProfiles:
         if not isinstance(sizes, list) or not isinstance(profiles, list):
             raise ProfileError(f"{source}: 'sizes' and 'profiles' must be lists, got "
                                f"{sizes!r} and {type(profiles).__name__}")
+        if len(sizes) != len(profiles):
+            raise ProfileError(f"{source}: {len(sizes)} sizes {sizes} but {len(profiles)} "
+                               "profiles; give one profile per size")
         return cls(tuple(sizes), tuple(Profile.from_dict(p, f"{source}: size {s}")
                                        for s, p in zip(sizes, profiles)),
                    data.get("dimension", BATCH))
