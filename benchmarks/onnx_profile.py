@@ -13,6 +13,13 @@ Models: zoo models exported here by torch.onnx.export (dynamo), and real ONNX fi
 PyPI packages, read from where pip put them (install them without their dependencies, the
 benchmark only reads the .onnx files):
     pip install --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3
+Measured here (2-core AMD EPYC shared with other work, ORT 1.32, 2 threads, repeat 30, every
+cut): Σnodes/whole 0.90..1.02 on all 10 models that load; split error <= 2.1e-6 at all 1,353
+cuts; Σkernels/whole 0.98..2.04 (the profiler's own cost per event, which the evening takes
+off); a stage's predicted seconds within 22-56% of its own session's on the CNNs and 70-76% on
+the Silero models of 0.3 ms, where each stage's run pays a fixed ~50 us the profile spreads
+over the whole model. silero_vad.onnx is refused: its If needs sr = 8000 or 16000, and the
+example gives 0.
 Usage:
     python benchmarks/onnx_profile.py [--threads N] [--repeat R] [--stride S] [--only a,b]
 """
