@@ -129,10 +129,15 @@ def _mutates(node: fx.Node) -> bool:
     return False
 
 
+def _size(value: Any) -> bool:
+    # a torch.Size is one value to the wire and the model: pytree would rebuild it as a tuple
+    return isinstance(value, torch.Size)
+
+
 def output_spec(value: Any) -> Any:
     """The pytree structure of the eager output (None where pytree does not know a type)."""
     try:
-        return pytree.tree_structure(value)
+        return pytree.tree_structure(value, is_leaf=_size)
     except Exception:  # noqa: BLE001 -- an unknown container: keep the captured structure
         return None
 
@@ -141,7 +146,7 @@ def restructure(result: Any, spec: Any) -> Any:
     """``result`` in the eager output's structure, when the leaves line up one for one."""
     if spec is None:
         return result
-    leaves = pytree.tree_leaves(result)
+    leaves = pytree.tree_leaves(result, is_leaf=_size)
     if len(leaves) != spec.num_leaves:
         return result
     return pytree.tree_unflatten(leaves, spec)
