@@ -78,3 +78,44 @@ def test_the_command_exits_0_when_all_work_and_1_when_capture_fails():
     assert leaf.exit_code == 0, leaf.output
     unknown = runner.invoke(app, ["check", "no_such_model"])
     assert unknown.exit_code == 2 and "unknown model" in unknown.output
+
+
+def _onnx_file(path):
+    """x[N, 8] -> MatMul(W) -> Relu -> MatMul(V) -> y: a batch left symbolic, as real files do."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "W")
+    v = numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "V")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "V"], ["y"], name="mm2")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        ["N", 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                          [w, v])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_an_onnx_file_is_profiled_planned_and_checked_from_the_command_line(tmp_path):
+    f = _onnx_file(tmp_path / "tiny.onnx")
+    prof = tmp_path / "p.json"
+    bare = runner.invoke(app, ["check", f])
+    assert bare.exit_code == 1 and "symbolic" in bare.output
+    ok = runner.invoke(app, ["profile", f, "--input-shape", "2,8", "-o", str(prof),
+                             "--repeat", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "3 nodes (ONNX Runtime)" in " ".join(ok.output.split()) and prof.exists()
+    planned = runner.invoke(app, ["plan", "--model", f, "--input", "x:2x8:float32",
+                                  "--link", "device-edge=10mbit,5ms", "--skip-tier", "cloud"])
+    assert planned.exit_code == 0, planned.output
+    checked = runner.invoke(app, ["check", f, "--input", "x:2x8:float32"])
+    assert checked.exit_code == 0, checked.output
+    assert "captured by onnx, 3 nodes" in checked.output and "0 failed" in checked.output
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    bad = runner.invoke(app, ["profile", str(broken), "-o", str(tmp_path / "b.json")])
+    assert bad.exit_code == 2 and "broken.onnx" in " ".join(bad.output.split())

@@ -24,7 +24,7 @@ MAY_IMPORT = {
     "decompose": {"graph", "measure", "planner"},
     "link": {"planner"},
     "onnxgraph": {"graph", "measure"},
-    "modelcheck": {"graph", "measure", "planner"},
+    "modelcheck": {"graph", "measure", "planner", "onnxgraph"},
     "runtime": {"graph", "codecs", "zoo", "decompose", "onnxgraph"},
     "adapt": {"planner", "runtime"},
     "sim": {"planner", "link", "adapt", "decompose"},

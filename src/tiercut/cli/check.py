@@ -13,7 +13,7 @@ from .profiling import INPUT_HELP
 
 def check_cmd(
     model: str = typer.Argument(..., help="zoo name, hf:NAME (a transformers model from its "
-                                "config), or package.module:factory"),
+                                "config), package.module:factory, or an ONNX file (.onnx)"),
     input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                               help="for module:factory models, e.g. 1,3,224,224"),
     input_flags: List[str] = typer.Option([], "--input", help=INPUT_HELP),
@@ -25,9 +25,19 @@ def check_cmd(
 ) -> None:
     """Capture MODEL, split it at the planner's cuts and at evenly spaced ones, and compare
     every split with the whole model. Exit 0 when all work, 1 when something failed."""
-    from ..modelcheck import check_model, render
+    from ..modelcheck import check_model, check_onnx, render
     from ..zoo import resolve
 
+    if model.endswith(".onnx"):
+        from .profiling import onnx_shapes
+
+        try:
+            shapes = onnx_shapes(model, input_shape, input_flags)
+        except (TiercutError, OSError, ValueError) as exc:
+            _fail(exc)
+        report = check_onnx(model, max_cuts=max_cuts, tol=tol, input_shapes=shapes)
+        console.print(render(report), highlight=False, markup=False)
+        raise typer.Exit(0 if report.ok else 1)
     try:
         entry = resolve(model, _shape(input_shape), inputs=input_flags or None)
         net = entry.build()

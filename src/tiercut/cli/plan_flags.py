@@ -96,6 +96,13 @@ def _profile_here(model: str, console: Any, input_shape: tuple[int, ...] | None 
     from ..measure.profiler import ProfileSettings, profile_graph
     from .profiling import traced
 
+    if model.endswith(".onnx"):
+        from ..onnxgraph import profile_onnx
+        from .profiling import onnx_shapes
+
+        shapes = onnx_shapes(model, input_shape and ",".join(map(str, input_shape)), inputs)
+        with console.status(f"profiling {model} on this host (ONNX Runtime)"):
+            return profile_onnx(model, ProfileSettings(repeat=5, warmup=2), input_shapes=shapes)
     entry = model_entry(model, input_shape, inputs)
     net, inputs = entry.build(), entry.example_inputs()
     graph = traced(net, inputs, model)  # a forward taking inputs it is not given is refused
