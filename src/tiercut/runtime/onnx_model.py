@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from ..errors import PlanError
 from ..graph.dag import INPUT_OP, Graph
-from ..onnxgraph import graph_from_onnx
+from ..onnxgraph import graph_from_onnx, load_onnx
 from ..onnxgraph.split import OnnxGraphStage, split_onnx
 from ..zoo import ZooEntry, resolve
 from ..zoo.registry import InputSpec
@@ -34,12 +34,13 @@ def is_onnx(model: str) -> bool:
 
 def check_hosted(name: str) -> None:
     """What a server checks of each name it will host: a zoo name resolves, an ONNX file
-    (``.onnx``) loads and reads as a graph (the error names the file and what is wrong), so
-    a bad file fails when the server starts, not at the first plan."""
+    (``.onnx``) loads and passes the checker (the error names the file and what is wrong), so
+    a bad file fails when the server starts, not at the first plan. Symbolic input sizes are
+    allowed: a plan's ``input_shape`` fixes them at Prepare."""
     if not is_onnx(name):
         resolve(name)
         return
-    onnx_graph(name)
+    load_onnx(name)
 
 
 def onnx_graph(model: str, input_shape: tuple[int, ...] | None = None) -> Graph:
@@ -51,10 +52,14 @@ def onnx_graph(model: str, input_shape: tuple[int, ...] | None = None) -> Graph:
 
         proto = onnx.load(model, load_external_data=False)
         inits = {i.name for i in proto.graph.initializer}
-        names = [i.name for i in proto.graph.input if i.name not in inits]
+        inputs = [i for i in proto.graph.input if i.name not in inits]
+        # the input it fixes: the only one, else the only one with symbolic sizes
+        free = [i.name for i in inputs if any(not d.HasField("dim_value")
+                                              for d in i.type.tensor_type.shape.dim)]
+        names = [i.name for i in inputs] if len(inputs) == 1 else free
         if len(names) != 1:
-            raise PlanError(f"plan field 'input_shape' fixes one input, but {model} has inputs "
-                            f"{names}")
+            raise PlanError(f"plan field 'input_shape' fixes one input, but {model} has "
+                            f"{len(free)} inputs of symbolic size: {free}")
         shapes = {names[0]: input_shape}
     graph = graph_from_onnx(model, shapes, name=model)
     return dataclasses.replace(graph, module=_output_stub(graph))
@@ -65,8 +70,10 @@ def _output_stub(graph: Graph) -> fx.GraphModule:
     outs = []
     for name in graph.outputs:
         node = g.placeholder(name)
-        if node.name != name:
-            raise PlanError(f"{graph.name}: output node {name!r} cannot be named in fx")
+        if node.name != name:  # fx snake-cases names (Identity_0 -> identity_0); ours are
+            if not name.isidentifier():  # identifiers already (graph_from_onnx made them so)
+                raise PlanError(f"{graph.name}: output node {name!r} cannot be named in fx")
+            node.name = name
         outs.append(node)
     g.output(outs[0] if len(outs) == 1 else tuple(outs))
     stub = fx.GraphModule(torch.nn.Module(), g, "onnx_outputs")
