@@ -17,7 +17,8 @@ grown by OVERDUE_STEP). A policy that asks for idle probes
 PROBE_BITS up the device's link, started when due and the link is free, observed when they
 end; at most ``MAX_PROBES`` between two arrivals (the default estimator window holds no more). A
 probe still under way at an arrival is told like a transfer under way (a bound on the rate),
-as the runtime's probe reports one that its time limit cut short.
+as the runtime's probe reports one that its time limit cut short, and told again at later
+arrivals while it lasts (no new probe is sent behind it).
 Probes hold the device's link as a transfer does (what comes next waits behind them); they are
 not charged to the energy.
 
@@ -156,9 +157,10 @@ class Simulator:
         self.power_c, self.power_r = device_powers(scenario)
 
     def _probe(self, policy: "Policy", t: float, every: float, free: list[float],
-               uplink: int) -> None:
+               uplink: int) -> tuple[float, float] | None:
         """The idle probes due by ``t`` (one each ``every`` seconds): each starts when due and
-        the uplink is free, and is observed if it has ended by ``t``."""
+        the uplink is free, and is observed if it has ended by ``t``. Returns (start, end) of
+        a probe still under way at ``t``, if one is."""
         finish = self.timeline.finish
         s = max(policy.next_probe(), t - MAX_PROBES * every)
         for _ in range(MAX_PROBES):
@@ -174,9 +176,10 @@ class Simulator:
             if e > t:  # still under way: how long it has taken so far bounds the rate
                 if t > s:
                     policy.observe(Observation(t, PROBE_BITS, t - s, done=False))
-                break
+                return (s, e)
             policy.observe(Observation(e, PROBE_BITS, e - s))
             s = policy.next_probe()
+        return None
 
     def run(self, policy: "Policy", arrivals: Arrivals | np.ndarray, duration_s: float,
             seed: int = 0, deadline_s: float | None = None) -> RunResult:
@@ -208,6 +211,7 @@ class Simulator:
         pending: list = []
         sending: deque = deque()  # (start, end, bits) on the device's uplink, in order
         told = 0.0  # how long the head of ``sending`` was under way when last told
+        stuck, probe_told = None, 0.0  # a probe under way at the last arrival; as ``told``
         last = None
         steps: tuple = ()
         cut = 0
@@ -231,8 +235,16 @@ class Simulator:
                     s0, _, b0 = sending[0]
                     told = t - s0
                     policy.observe(Observation(t, b0, told, done=False))
-            if probes and policy.next_probe() <= t:
-                self._probe(policy, t, every, free, uplink)
+            if stuck is not None:  # a probe still under way: told as a transfer is
+                if stuck[1] <= t:
+                    stuck = None
+                elif t - stuck[0] > probe_told * OVERDUE_STEP:
+                    probe_told = t - stuck[0]
+                    policy.observe(Observation(t, PROBE_BITS, probe_told, done=False))
+            if probes and policy.next_probe() <= t and stuck is None:
+                stuck = self._probe(policy, t, every, free, uplink)
+                if stuck is not None:
+                    probe_told = max(t - stuck[0], 0.0)
             backlog = 0.0
             if device_cpu >= 0 and free[device_cpu] > t:
                 backlog += free[device_cpu] - t

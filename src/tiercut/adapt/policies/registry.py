@@ -17,9 +17,10 @@ from .hedged import HEDGE_AFTER, HEDGE_WINDOW_S, HedgedPolicy
 from .loadaware import LoadAwarePolicy
 from .lyapunov import LyapunovPolicy
 from .oracle import OraclePolicy
+from .robust import RobustPolicy
 from .static import StaticPolicy
 
-POLICIES = ("static", "adaptive", "hedged", "loadaware", "dads", "lyapunov", "oracle")
+POLICIES = ("static", "adaptive", "hedged", "robust", "loadaware", "dads", "lyapunov", "oracle")
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Setting:
     # what every plan must honour (a private input...): the tables were built with them, and
     # a policy that solves afresh (dads) passes them on
     constraints: Constraints = field(default_factory=Constraints)
+    # the robust policy's score: its expectation over the rate belief (None) or this quantile
+    quantile: float | None = None
 
 
 def candidates(table: DecisionTable) -> list[Plan]:
@@ -60,6 +63,9 @@ def build_policy(name: str, s: Setting) -> Policy:
     if name == "hedged":
         return HedgedPolicy(s.table, s.initial_bps, costs.device_alone_s(), estimator(),
                             s.probe_every_s, s.hedge_window_s, s.hedge_after)
+    if name == "robust":
+        return RobustPolicy(s.table, s.scenario, s.initial_bps, costs,
+                            probe_every_s=s.probe_every_s, quantile=s.quantile)
     if name == "loadaware":
         if s.load_table is None:
             raise PolicyError("the load-aware policy needs a load table (build one with a "

@@ -1,0 +1,140 @@
+"""The robust policy (issue 24) against static, adaptive, hedged and the oracle, on the shared
+traces and on synthetic shapes written by the project (``tiercut.link.shapes``: a cold start
+into an outage, a linear fade to near zero, flapping around the break-even rate).
+
+Set up as ``adapt_policies.py`` sets up its run: each model profiled here (1 thread, repeat 3)
+and scaled device 0.1x, edge 1x, cloud 5x; device-edge and device-cloud links from the trace
+(+20 ms, +45 ms); Poisson arrivals at ``--load`` (0.25) of what the device alone sustains; the
+static plan the best for the first 5 s's mean rate. A trace is replayed for 600 s or its own
+length. Short traces count: seeds are added (at least 3, at most ``MAX_SEEDS``) until a trace
+has at least ``--min-requests`` requests over all seeds, so that one request does not decide
+it; the table gives requests per seed.
+
+Per trace: each policy's mean latency over the oracle's (x/or), robust and hedged over static
+(a ratio above 1.02 is "worse than static by more than 2%"), and device energy per request
+of robust over hedged. The flapping shape flaps around the rate above which the table's first
+remote plan beats the device alone (its break-even rate), per model.
+
+    .venv/bin/python benchmarks/adapt_robust.py [--models resnet50,mobilenet_v2] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from typing import NamedTuple
+
+import torch
+
+from adapt_policies import scenario, traces
+from tiercut.adapt.policies import break_even_bps
+from tiercut.link import shapes
+from tiercut.measure.profiler import ProfileSettings, profile_model
+from tiercut.planner import baseline
+from tiercut.sim.run import prepare, run_policies
+from tiercut.sim.simulator import Arrivals
+from tiercut.zoo import resolve
+
+POLICIES = ("static", "adaptive", "hedged", "robust", "oracle")
+MAX_SEEDS = 40
+SHAPE_SEEDS = (0, 1, 2)
+
+
+class Row(NamedTuple):
+    model: str
+    trace: str
+    requests: float  # per seed
+    seeds: int
+    ratio: dict  # policy -> mean latency / oracle's
+    vs_static: dict  # policy -> mean latency / static's
+    energy: dict  # policy -> mean device J per request
+
+
+def run_trace(setup, rate: float, duration: float, min_requests: int) -> tuple[dict, dict, int, float]:
+    lat = {n: [] for n in POLICIES}
+    joules = {n: [] for n in POLICIES}
+    counts = []
+    seed = 0
+    while seed < MAX_SEEDS and (seed < 3 or sum(counts) < min_requests):
+        for r in run_policies(setup, POLICIES, Arrivals("poisson", rate), duration, seed):
+            lat[r.policy].append(float(r.latency_s.sum()))
+            joules[r.policy].append(float(r.energy_j.sum()))
+        counts.append(len(r.latency_s))
+        seed += 1
+    n = sum(counts)
+    # means over all requests of all seeds: each request counts once
+    return ({k: sum(v) / n for k, v in lat.items()}, {k: sum(v) / n for k, v in joules.items()},
+            seed, n / seed)
+
+
+def center_bps(setup) -> float:
+    """The lowest break-even rate of a remote plan in the table (where sending starts to pay)."""
+    local = setup.simulator.costs.device_alone_s()
+    rates = [break_even_bps(e, local) for e in setup.setting.table.entries]
+    return min(r for r in rates if 0 < r < math.inf)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="resnet50,mobilenet_v2")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--load", type=float, default=0.25)
+    ap.add_argument("--min-requests", type=int, default=300)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    shared = traces(args.quick)
+    rows: list[Row] = []
+    for model in args.models.split(","):
+        entry = resolve(model)
+        prof = profile_model(entry.build(), entry.example_inputs(), name=model,
+                             settings=ProfileSettings(threads=1, repeat=3))
+        sc = scenario(prof)
+        first = prepare(sc, shared[0])
+        device_s = first.simulator.costs(baseline(sc, "device")).latency_at(1e6)
+        rate = args.load / device_s
+        wide = prepare(sc, shapes.flapping(1e6, 0))  # a table reaching low and high rates
+        center = center_bps(wide)
+        synth = shapes.shapes(center, SHAPE_SEEDS[:1] if args.quick else SHAPE_SEEDS)
+        print(f"\n== {model}: device alone {device_s * 1e3:.0f} ms; Poisson {rate:.3g}/s; "
+              f"flapping around {center / 1e6:.2f} Mbit/s")
+        print(f"{'trace':26s} {'req/seed':>8s} {'seeds':>5s} " + " ".join(
+            f"{n[:2] + '/or':>6s}" for n in POLICIES[:-1]) + f" {'ro/st':>6s} {'he/st':>6s} "
+              f"{'ad/st':>6s} {'roE/heE':>7s}")
+        for tr in shared + synth:
+            t0 = time.perf_counter()
+            setup = prepare(sc, tr)
+            lat, joules, seeds, per_seed = run_trace(setup, rate, min(600.0, tr.duration_s),
+                                                     args.min_requests)
+            ratio = {k: v / lat["oracle"] for k, v in lat.items()}
+            vs = {k: v / lat["static"] for k, v in lat.items()}
+            rows.append(Row(model, tr.name, per_seed, seeds, ratio, vs, joules))
+            print(f"{tr.name[:26]:26s} {per_seed:8.1f} {seeds:5d} " + " ".join(
+                f"{ratio[n]:6.3f}" for n in POLICIES[:-1]) + f" {vs['robust']:6.3f} "
+                  f"{vs['hedged']:6.3f} {vs['adaptive']:6.3f} "
+                  f"{joules['robust'] / joules['hedged']:7.2f}   ({time.perf_counter() - t0:.1f} s)")
+    print("\n== summary (within 10% of the oracle; worst mean latency over static's; device "
+          "energy per request of robust over hedged)")
+    for model in args.models.split(","):
+        for label, keep in (("all", lambda r: True),
+                            ("shared", lambda r: not r.trace.split("-")[0] in
+                             ("cold", "fade", "flap")),
+                            ("synthetic", lambda r: r.trace.split("-")[0] in
+                             ("cold", "fade", "flap"))):
+            rs = [r for r in rows if r.model == model and keep(r)]
+            if not rs:
+                continue
+            close = {n: sum(r.ratio[n] <= 1.10 for r in rs) for n in POLICIES[:-1]}
+            worst = {n: max(r.vs_static[n] for r in rs) for n in ("adaptive", "hedged", "robust")}
+            energy = [r.energy["robust"] / r.energy["hedged"] for r in rs]
+            req = [r.requests for r in rs]
+            print(f"{model} [{label}, {len(rs)} traces]: within 10% of oracle: " + ", ".join(
+                f"{n} {close[n]}" for n in POLICIES[:-1]) + "; worst vs static: " + ", ".join(
+                f"{n} x{worst[n]:.3f}" for n in worst) + f"; energy robust/hedged mean "
+                  f"x{statistics.fmean(energy):.2f} (x{min(energy):.2f}-x{max(energy):.2f}); "
+                  f"requests per trace and seed {min(req):.0f}-{max(req):.0f}, seeds "
+                  f"{min(r.seeds for r in rs)}-{max(r.seeds for r in rs)}")
+
+
+if __name__ == "__main__":
+    main()

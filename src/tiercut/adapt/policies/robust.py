@@ -1,0 +1,154 @@
+"""``robust``: a plan chosen by its expected cost (or a stated quantile of it) over what the
+link may be doing now (``uncertainty.RateBelief``), not by a point estimate; hedged with the
+device, or backed up by it once the answer is late, where that pays over the same belief.
+
+For each arrival, over the belief's weighted rates r (three a recent sample; the wide prior at
+a cold start or once history is stale), the policy scores options: each plan that the decision
+table picks at some of those rates (and the all-device plan), run plainly, raced against the
+device from the start, or backed up by the device once it is late against its own prediction
+(at the belief's median rate, or at its 10% quantile). Per rate, an option has
+
+* a latency: the plan's cost c(r) (the table's, nothing queued); raced or backed up from
+  ``a`` seconds after the device's own part ends, min(c(r), local_s + a): the device's run of
+  the whole model answers at local_s + a at the latest;
+* device seconds: its device part, and the redundant run until the first answer (a backup's
+  wait included: the simulator holds the processor through it);
+* the seconds it holds the device's link: its bits / r (a transfer into an outage holds the
+  link for the outage: bits handed to the radio cannot be called back);
+* device energy: compute power × device seconds + radio power × link seconds (a raced
+  request's radio counted until its answer: a client that has its answer may stop sending;
+  the simulator's energy charges the whole transfer).
+
+Its score is latency + ``energy_weight`` / compute power × energy (``energy_weight`` seconds of
+latency per second of device compute's energy) + a queueing charge for each resource held
+b seconds: a Poisson stream of rate λ (one over the mean time between arrivals, learnt)
+sends about λ·b requests into that time, each waiting about b/2 or taking its best way
+around the resource: for the device's processor at most local_s (λ·b·min(b/2, local_s)); for
+the link what the link is worth at that rate, local_s less the best plan's latency (0 where
+the device alone is best: a link held through an outage costs the others nothing). The option with the least
+expected score wins, or with ``quantile`` q the least q-quantile of the score.
+
+Hence: at a cold start or on stale history the belief is wide, a plain remote plan scores the
+cost of the slow rates it may meet, and a request goes remote only raced or backed up (the
+device's run bounds it); after an outage, as soon as probes see the link back, a request
+that would have stayed on the device is sent raced (the device computes as it would have,
+the link answers sooner); on a flapping link the belief keeps the share of bad samples, so
+the policy does not chase the newest one.
+"""
+from __future__ import annotations
+
+import math
+
+from ...planner.plan import Plan
+from ...planner.scenario import Scenario
+from ...planner.table import DecisionTable
+from ..costs import Costs, device_powers
+from ..estimators import Observation
+from ..uncertainty import RateBelief, check_quantile, weighted_quantile
+from .base import PROBE_EVERY_S, Policy, PolicyError, _check_probe
+from .hedged import ARRIVAL_ALPHA
+
+# seconds of latency that the energy of one second of device compute is worth (its compute
+# power's joules): what a redundant run must save to be worth it, a tenth of its length
+ENERGY_WEIGHT = 0.1
+LATE_QUANTILES = (0.1, 0.5)  # a backup starts when late against the prediction at these rates
+
+
+class RobustPolicy(Policy):
+    name = "robust"
+    observes = True
+
+    def __init__(self, table: DecisionTable, scenario: Scenario, initial_bps: float,
+                 costs: Costs | None = None, belief: RateBelief | None = None,
+                 probe_every_s: float = PROBE_EVERY_S, quantile: float | None = None,
+                 energy_weight: float = ENERGY_WEIGHT):
+        if quantile is not None:
+            check_quantile(quantile)
+        if isinstance(energy_weight, bool) or not isinstance(energy_weight, (int, float)) \
+                or not 0 <= energy_weight < math.inf:
+            raise PolicyError(f"energy weight {energy_weight!r} must be a finite number >= 0 "
+                              "(seconds of latency a second of device compute's energy is worth)")
+        self.table, self.quantile = table, quantile
+        self.costs = costs or Costs(scenario)
+        self.local_s = self.costs.device_alone_s()
+        self.power_c, self.power_r = device_powers(scenario)
+        self.energy_s_per_j = energy_weight / self.power_c if self.power_c > 0 else 0.0
+        self.bandwidth = belief or RateBelief(initial_bps)
+        self.probe_every_s = _check_probe(probe_every_s)
+        # per plan: (table entry, device seconds, bits over the device's link)
+        self._plans = {}
+        for e in table.entries:
+            c = self.costs(e.plan)
+            self._plans[id(e.plan)] = (e, c.device_s, c.device_bits)
+        local = [k for k, (_, _, bits) in self._plans.items() if bits == 0.0]
+        self._local = local[0] if local else None
+        self._last, self._gap = None, None
+        self.choice = ("", 0.0)  # the last decision: "plain", "race" or "backup", its score
+
+    def observe(self, obs: Observation) -> None:
+        self.bandwidth.observe(obs)
+
+    def next_probe(self) -> float:
+        return self.bandwidth.last_t + self.probe_every_s
+
+    def next_plan(self, now: float, backlog_s: float = 0.0) -> Plan:
+        if self._last is not None:
+            gap, mean = now - self._last, self._gap
+            self._gap = gap if mean is None else mean + ARRIVAL_ALPHA * (gap - mean)
+        self._last = now
+        points = self.bandwidth.points(now)
+        plan, hedge, after, kind, score = self.decide(points)
+        self.hedge, self.hedge_after_s, self.choice = hedge, after, (kind, score)
+        return plan
+
+    def decide(self, points: list[tuple[float, float]]) -> tuple[Plan, bool, float, str, float]:
+        """(plan, hedge, hedge_after_s, kind, score) of the best option over ``points``."""
+        lam = 1.0 / self._gap if self._gap else 0.0
+        keys = {id(self.table.best(r)) for r, _ in points}
+        if self._local is not None:
+            keys.add(self._local)
+        order = [k for k in self._plans if k in keys]  # the table's order: ties repeat
+        # what the link is worth to a request at each rate: the device alone's latency less
+        # the best plan's (0 where the device alone is best: the link is then worth nothing)
+        gains = [max(self.local_s - min(self._plans[k][0].cost(r) for k in order), 0.0)
+                 for r, _ in points]
+        best = None
+        for k in order:
+            e, dev, bits = self._plans[k]
+            costs = [(e.cost(r), r, w, gain) for (r, w), gain in zip(points, gains)]
+            # a remote plan is never sent bare: at the least it is backed up once it is late
+            # against its prediction at the belief's 10% rate (which costs nothing unless it
+            # is that late, and bounds what a link failing as no sample foretold costs);
+            # on a tie the first option wins
+            options = []
+            if bits > 0.0:
+                for q in LATE_QUANTILES:
+                    rate = weighted_quantile(points, q)
+                    options.append(("backup", True, max(e.cost(rate) - dev, 0.0)))
+                options.append(("race", True, 0.0))
+            else:
+                options.append(("plain", False, 0.0))
+            for kind, hedge, after in options:
+                s = self._score(costs, dev, bits, hedge, after, lam)
+                if best is None or s < best[4] - 1e-12:
+                    best = (e.plan, hedge, after, kind, s)
+        return best
+
+    def _score(self, costs: list[tuple[float, float, float, float]], dev: float, bits: float,
+               hedge: bool, after: float, lam: float) -> float:
+        local, pc, pr, wj = self.local_s, self.power_c, self.power_r, self.energy_s_per_j
+        scores = []
+        for c, r, w, gain in costs:
+            lat, cpu, busy = c, dev, dev  # latency, device compute, processor held
+            if hedge:
+                lat = min(c, local + after)
+                if lat > dev + after:  # the processor is held through the wait too
+                    cpu, busy = lat - after, lat
+            link = bits / r
+            s = lat + wj * (pc * cpu + pr * (min(link, lat) if hedge else link))
+            if lam > 0.0:
+                s += lam * (busy * min(busy / 2, local) + link * min(link / 2, gain))
+            scores.append((s, w))
+        if self.quantile is None:
+            return math.fsum(s * w for s, w in scores)
+        return weighted_quantile(scores, self.quantile)
