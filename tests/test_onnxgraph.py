@@ -280,3 +280,39 @@ def test_profile_json_round_trips(dag_file, tmp_path):
     assert again.signature() == profile.signature() and len(again.nodes) == 9
     assert json.loads(path.read_text())["format"] == "tiercut-profile/1"
     assert {n.name for n in again.nodes if n.flops} >= {"conv_0", "head"}
+
+
+def test_a_file_with_a_symbolic_batch_and_a_fixed_second_input_is_served(tmp_path):
+    """Real files leave the batch symbolic and name outputs like Identity_0: a server hosts
+    such a file, the plan's input_shape fixes the one symbolic input, and the answer is the
+    whole model's."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.launch import serve_in_thread
+    from tiercut.runtime.stageplan import StagePlan
+
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="MatMul_0"),
+             helper.make_node("Relu", ["h"], ["r"], name="Relu_0"),
+             helper.make_node("Add", ["r", "bias"], ["Identity_0"], name="Add_0")]
+    g = helper.make_graph(
+        nodes, "sym", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8]),
+                       helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("Identity_0", TensorProto.FLOAT, ["N", 4])], [w])
+    path = str(tmp_path / "sym.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    graph = graph_from_onnx(path, {"x": (3, 8)})
+    order = [n.name for n in graph.compute_nodes]
+    plan = StagePlan.from_assignment(path, {n: i for i, n in enumerate(order)},
+                                     ("device", "edge", "cloud"), input_shape=(3, 8))
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    bias = rng.standard_normal((1, 4)).astype(np.float32)
+    expected = run_whole(graph, x, bias)[0]
+    with serve_in_thread([path], threads=1) as a, serve_in_thread([path], threads=1) as b:
+        with SplitClient(plan, [a.endpoint, b.endpoint]) as client:
+            out, m = client.infer(torch.from_numpy(x), torch.from_numpy(bias))
+    assert not m.fallback and len(m.servers) == 2
+    assert np.array_equal(out.numpy(), expected)

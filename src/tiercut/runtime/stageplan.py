@@ -283,8 +283,8 @@ def _check_one_division(plan: StagePlan, d: Mapping[str, Any]) -> None:
 def input_elements(plan: StagePlan) -> int:
     """How many elements the example inputs of ``plan`` hold (a server checks this first)."""
     entry = model_entry(plan)
-    batch = plan.batch or entry.inputs[0].shape[0]
-    return sum(batch * math.prod(spec.shape[1:]) for spec in entry.inputs)
+    return sum((plan.batch or spec.shape[0]) * math.prod(spec.shape[1:])
+               for spec in entry.inputs)
 
 
 def model_entry(plan: StagePlan) -> ZooEntry:
@@ -343,7 +343,9 @@ def layout(plan: StagePlan) -> Layout:
 
 def example_inputs(plan: StagePlan, entry: ZooEntry | None = None) -> tuple[torch.Tensor, ...]:
     entry = entry or model_entry(plan)
-    return entry.example_inputs(plan.batch or entry.inputs[0].shape[0])
+    if plan.batch is None:  # each input at its own size: a second input need not be batched
+        return tuple(spec.example(spec.shape[0], seed=i) for i, spec in enumerate(entry.inputs))
+    return entry.example_inputs(plan.batch)
 
 
 def model_graph(model: str, input_shape: Sequence[int] | None = None,
