@@ -30,6 +30,7 @@ import torch
 from adapt_policies import scenario, traces
 from tiercut.adapt.policies import break_even_bps
 from tiercut.link import shapes
+from tiercut.link.traces import BandwidthTrace
 from tiercut.measure.profiler import ProfileSettings, profile_model
 from tiercut.planner import baseline
 from tiercut.sim.run import prepare, run_policies
@@ -93,7 +94,7 @@ def main() -> None:
         first = prepare(sc, shared[0])
         device_s = first.simulator.costs(baseline(sc, "device")).latency_at(1e6)
         rate = args.load / device_s
-        wide = prepare(sc, shapes.flapping(1e6, 0))  # a table reaching low and high rates
+        wide = prepare(sc, BandwidthTrace((0.0, 1.0), (1e5, 1e9), "wide"))  # 1 kbit/s-2 Gbit/s
         center = center_bps(wide)
         synth = shapes.shapes(center, SHAPE_SEEDS[:1] if args.quick else SHAPE_SEEDS)
         print(f"\n== {model}: device alone {device_s * 1e3:.0f} ms; Poisson {rate:.3g}/s; "

@@ -15,9 +15,9 @@ their changes multiplicative):
 * components are weighted by the inverse of their variance (newer samples count more; on a
   link whose samples are far apart in time all count almost alike, which for a flapping link
   is its marginal: the share of the time it was bad);
-* a transfer still under way bounds the rate (bits over the time so far): the bound is the
-  newest component until a sample later than it arrives, and while it is below what the
-  samples say, those from before its transfer started are set aside (it is newer evidence);
+* a transfer still under way bounds the rate (bits over the time so far): until a sample
+  later than it arrives, the belief's rates above the bound are taken down to it (the link is
+  no faster than that now, whatever the samples before said);
 * with no sample within ``window_s`` (cold start, or history gone stale) the belief is the
   prior: ``initial_bps`` with variance ``prior_var``, widened by ``D`` per second since the
   last sample.
@@ -66,7 +66,7 @@ class RateBelief:
         self._prior = (prior_drift * prior_seconds, float(prior_seconds))
         self._sq = self._dt = 0.0  # pooled squared changes and their seconds (fading)
         self.samples: deque[tuple[float, float]] = deque(maxlen=max_samples)  # (t, log rate)
-        self._bound: tuple[float, float, float] | None = None  # (t, log rate, start)
+        self._bound: tuple[float, float] | None = None  # (t, log rate) of a transfer under way
         self.last_t = -math.inf  # the newest sample (idle probes are due from it)
 
     @property
@@ -95,7 +95,7 @@ class RateBelief:
     def bound(self, bits: float, elapsed_s: float, now: float) -> None:
         """A transfer of ``bits`` under way for ``elapsed_s``: the rate is at most their ratio."""
         if bits >= self.min_bits and elapsed_s > 0:
-            self._bound = (now, math.log(bits / elapsed_s), now - elapsed_s)
+            self._bound = (now, math.log(bits / elapsed_s))
 
     def observe(self, obs: Observation) -> None:
         if obs.bits <= 0:
@@ -109,13 +109,8 @@ class RateBelief:
         """(weight, mean, variance) of log-rate now; weights sum to 1."""
         d = self.drift
         since = now - self.window_s
-        kept = [(t, x) for t, x in self.samples if t >= since]
-        if self._bound is not None and self._bound[0] >= since:
-            t, x, start = self._bound
-            if not kept or x < max(m for _, m in kept):  # a bound that tells something: it
-                # is newer evidence than any sample from before its transfer started
-                kept = [(ts, xs) for ts, xs in kept if ts >= start] + [(t, x)]
-        comps = [(x, self.noise_var + d * max(now - t, 0.0)) for t, x in kept]
+        comps = [(x, self.noise_var + d * max(now - t, 0.0)) for t, x in self.samples
+                 if t >= since]
         if not comps:
             age = now - self.last_t if math.isfinite(self.last_t) else 0.0
             return [(1.0, self.prior_log, self.prior_var + d * max(age, 0.0))]
@@ -129,6 +124,10 @@ class RateBelief:
         for w, m, v in self.components(now):
             s = math.sqrt(v)
             out += [(math.exp(m + z * s), w * wz) for z, wz in _NODES]
+        b = self._bound
+        if b is not None and b[0] >= now - self.window_s:
+            cap = math.exp(b[1])  # the link is no faster than the transfer under way
+            out = [(min(r, cap), w) for r, w in out]
         return out
 
     def median_bps(self, now: float) -> float:
@@ -140,10 +139,11 @@ class RateBelief:
         return weighted_quantile(self.points(now), q)
 
     def spread(self, now: float) -> float:
-        """Standard deviation of log-rate now: 0 a sure rate; about 1.4 the cold prior."""
-        comps = self.components(now)
-        mean = math.fsum(w * m for w, m, _ in comps)
-        return math.sqrt(math.fsum(w * (v + (m - mean) ** 2) for w, m, v in comps))
+        """Standard deviation of log-rate now (over ``points``): 0 a sure rate; the cold prior
+        about 1.4."""
+        pts = [(math.log(r), w) for r, w in self.points(now)]
+        mean = math.fsum(w * x for x, w in pts)
+        return math.sqrt(max(math.fsum(w * (x - mean) ** 2 for x, w in pts), 0.0))
 
 
 def check_quantile(q: float) -> float:
