@@ -40,6 +40,7 @@ PRIOR_SECONDS = 5.0  # ... worth this many seconds of observed changes
 NOISE_VAR = 0.01  # a sample's own error (log-rate variance: about 10%)
 BELIEF_WINDOW_S = 30.0  # samples older than this are forgotten
 MAX_SAMPLES = 32
+MAX_VAR = 16.0  # no component is wider than this (log-rate variance: a factor of e^4 a sigma)
 _Z90 = 1.6448536269514722  # the standard normal's 0.95 quantile
 _NODES = ((-math.sqrt(3.0), 1 / 6), (0.0, 2 / 3), (math.sqrt(3.0), 1 / 6))
 
@@ -109,11 +110,11 @@ class RateBelief:
         """(weight, mean, variance) of log-rate now; weights sum to 1."""
         d = self.drift
         since = now - self.window_s
-        comps = [(x, self.noise_var + d * max(now - t, 0.0)) for t, x in self.samples
-                 if t >= since]
+        comps = [(x, min(self.noise_var + d * max(now - t, 0.0), MAX_VAR))
+                 for t, x in self.samples if t >= since]
         if not comps:
             age = now - self.last_t if math.isfinite(self.last_t) else 0.0
-            return [(1.0, self.prior_log, self.prior_var + d * max(age, 0.0))]
+            return [(1.0, self.prior_log, min(self.prior_var + d * max(age, 0.0), MAX_VAR))]
         inv = [1.0 / v for _, v in comps]
         total = math.fsum(inv)
         return [(w / total, m, v) for w, (m, v) in zip(inv, comps)]
