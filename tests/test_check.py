@@ -119,3 +119,35 @@ def test_an_onnx_file_is_profiled_planned_and_checked_from_the_command_line(tmp_
     broken.write_bytes(b"\x08\x07garbage")
     bad = runner.invoke(app, ["profile", str(broken), "-o", str(tmp_path / "b.json")])
     assert bad.exit_code == 2 and "broken.onnx" in " ".join(bad.output.split())
+
+
+def leafy():
+    """A user's factory declaring the block to keep whole, for every tier that traces it."""
+    torch.manual_seed(0)
+    return DataDependent()
+
+
+leafy.input_shape = (1, 3, 8, 8)
+leafy.leaf_modules = ("post",)
+
+
+def test_a_factorys_leaf_modules_are_used_by_profile_plan_and_the_servers(tmp_path):
+    from tiercut.runtime.client import SplitClient
+    from tiercut.runtime.launch import serve_in_thread
+    from tiercut.runtime.stageplan import StagePlan, model_graph
+
+    spec = "test_check:leafy"
+    prof = runner.invoke(app, ["profile", spec, "-o", str(tmp_path / "p.json"), "--repeat", "1"])
+    assert prof.exit_code == 0, prof.output
+    assert runner.invoke(app, ["check", spec]).exit_code == 0
+    graph = model_graph(spec)
+    assert "post" in [n.name for n in graph.compute_nodes]  # one node, never traced into
+    names = [n.name for n in graph.compute_nodes]
+    plan = StagePlan.from_assignment(spec, {n: int(n == "post") for n in names},
+                                     ("device", "edge"))
+    e = resolve(spec)
+    model, x = e.build(), e.example_inputs()
+    with serve_in_thread([spec], threads=1) as edge:
+        with SplitClient(plan, [edge.endpoint]) as client:
+            out, m = client.infer(*x)
+    assert not m.fallback and torch.equal(out, model(*x))

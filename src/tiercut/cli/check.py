@@ -44,8 +44,8 @@ def check_cmd(
         inputs = entry.example_inputs()
     except TiercutError as exc:
         _fail(exc)
-    report = check_model(net, inputs, model, leaf_modules=tuple(leaf), max_cuts=max_cuts,
-                         tol=tol)
+    report = check_model(net, inputs, model, leaf_modules=entry.leaf_modules + tuple(leaf),
+                         max_cuts=max_cuts, tol=tol)
     console.print(render(report), highlight=False, markup=False)
     if not report.ok:
         raise typer.Exit(1)

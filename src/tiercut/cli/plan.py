@@ -172,7 +172,7 @@ def _divided(model, scenario, constraints, tier: str, as_json: bool,  # noqa: AN
     if model is None:
         raise typer.BadParameter("--divide needs --model (the graph is traced to tile it)")
     e = model_entry(model, *model_inputs)
-    graph = trace(e.build(), e.example_inputs(), name=model)
+    graph = trace(e.build(), e.example_inputs(), name=model, leaf_modules=e.leaf_modules)
     d = plan_with_division(scenario, graph, tier, constraints)
     if as_json:
         print(_json.dumps(d.to_dict(), indent=1))

@@ -105,7 +105,8 @@ def _profile_here(model: str, console: Any, input_shape: tuple[int, ...] | None 
             return profile_onnx(model, ProfileSettings(repeat=5, warmup=2), input_shapes=shapes)
     entry = model_entry(model, input_shape, inputs)
     net, inputs = entry.build(), entry.example_inputs()
-    graph = traced(net, inputs, model)  # a forward taking inputs it is not given is refused
+    # a forward taking inputs it is not given is refused
+    graph = traced(net, inputs, model, entry.leaf_modules)
     with console.status(f"profiling {model} on this host"):
         return profile_graph(graph, net, inputs, ProfileSettings(repeat=5, warmup=2))
 

@@ -69,7 +69,7 @@ def profile(
         entry = resolve(model, _shape(input_shape), input_flags or None)
         net = entry.build()
         inputs = entry.example_inputs(batch)
-        graph = traced(net, inputs, model)
+        graph = traced(net, inputs, model, entry.leaf_modules)
         if graph.dead_removed:
             console.print(f"{model}: {graph.dead_removed} dead nodes (no path to an output) "
                           "removed", highlight=False)
@@ -114,12 +114,12 @@ def _profile_onnx(model: str, settings, shapes=None):  # noqa: ANN001, ANN202
                             progress=lambda done, total: bar.update(task, completed=done))
 
 
-def traced(net, inputs: tuple, model: str):  # noqa: ANN001, ANN201
+def traced(net, inputs: tuple, model: str, leaf_modules=()):  # noqa: ANN001, ANN201
     """The Graph of ``net`` on ``inputs``, refused with the names when its forward takes more
     inputs than it is given (an argument left at its default, often one it never reads)."""
     from ..graph.trace import trace
 
-    graph = trace(net, inputs, name=model)
+    graph = trace(net, inputs, name=model, leaf_modules=leaf_modules)
     given, extra = graph.inputs[:len(inputs)], graph.inputs[len(inputs):]
     if extra:
         users = graph.consumers()

@@ -362,7 +362,8 @@ def _graph(plan: StagePlan) -> tuple[Graph, ZooEntry]:
         _graphs[key] = (graph, onnx_model.onnx_entry(graph))
     if key not in _graphs:
         entry = model_entry(plan)
-        _graphs[key] = (trace(entry.build(), example_inputs(plan, entry), name=plan.model), entry)
+        _graphs[key] = (trace(entry.build(), example_inputs(plan, entry), name=plan.model,
+                              leaf_modules=entry.leaf_modules), entry)
         while len(_graphs) > MAX_CACHED:
             del _graphs[next(iter(_graphs))]
     return _graphs[key]

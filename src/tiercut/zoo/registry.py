@@ -50,6 +50,9 @@ class ZooEntry:
     # Published reference figures the zoo test checks against (None where there is none).
     params: int | None = None
     macs: float | None = None  # multiply-accumulates at batch 1, as torchvision/timm count them
+    # submodules captured whole, one node each (a factory's ``leaf_modules`` attribute): every
+    # tier traces the model with them, so plans and servers agree on the nodes
+    leaf_modules: tuple = ()
 
     def build(self) -> nn.Module:
         torch.manual_seed(0)
@@ -240,7 +243,8 @@ def resolve(spec: str, input_shape: tuple[int, ...] | None = None,
                 "give the factory an `inputs` attribute"
             )
         given = (InputSpec("x", tuple(shape)),)
-    return ZooEntry(spec, factory, given, f"user model {spec}")
+    return ZooEntry(spec, factory, given, f"user model {spec}",
+                    leaf_modules=tuple(getattr(factory, "leaf_modules", ())))
 
 
 def _load_all() -> None:
