@@ -1,12 +1,14 @@
 """``robust``: a plan chosen by its expected cost (or a stated quantile of it) over what the
-link may be doing now (``uncertainty.RateBelief``), not by a point estimate; hedged with the
-device, or backed up by it once the answer is late, where that pays over the same belief.
+link may be doing now (``uncertainty.RateBelief``), not by a point estimate; raced against the
+device, or backed up by it once the answer is late, as that pays over the same belief.
 
 For each arrival, over the belief's weighted rates r (three a recent sample; the wide prior at
 a cold start or once history is stale), the policy scores options: each plan that the decision
-table picks at some of those rates (and the all-device plan), run plainly, raced against the
-device from the start, or backed up by the device once it is late against its own prediction
-(at the belief's median rate, or at its 10% quantile). Per rate, an option has
+table picks at some of those rates, and the all-device plan. A remote plan is never sent bare:
+it is backed up by the device once it is late against its own prediction at the belief's 10%
+rate or at its median (a backup costs nothing unless the answer is that late, and it bounds
+what a link that fails as no sample foretold costs), or raced against the device from the
+start. Per rate, an option has
 
 * a latency: the plan's cost c(r) (the table's, nothing queued); raced or backed up from
   ``a`` seconds after the device's own part ends, min(c(r), local_s + a): the device's run of
@@ -25,15 +27,16 @@ b seconds: a Poisson stream of rate λ (one over the mean time between arrivals,
 sends about λ·b requests into that time, each waiting about b/2 or taking its best way
 around the resource: for the device's processor at most local_s (λ·b·min(b/2, local_s)); for
 the link what the link is worth at that rate, local_s less the best plan's latency (0 where
-the device alone is best: a link held through an outage costs the others nothing). The option with the least
-expected score wins, or with ``quantile`` q the least q-quantile of the score.
+the device alone is best: a link held through an outage costs the others nothing). The option
+with the least expected score wins, or with ``quantile`` q the least q-quantile of the score.
+Ties go to a backup at the 10% rate, then the median, then a race.
 
-Hence: at a cold start or on stale history the belief is wide, a plain remote plan scores the
-cost of the slow rates it may meet, and a request goes remote only raced or backed up (the
-device's run bounds it); after an outage, as soon as probes see the link back, a request
-that would have stayed on the device is sent raced (the device computes as it would have,
-the link answers sooner); on a flapping link the belief keeps the share of bad samples, so
-the policy does not chase the newest one.
+Hence: at a cold start or on stale history the belief is wide and a remote plan is raced or
+backed up (the device's run bounds it); on a link the belief is sure of, a remote plan carries
+a backup that starts only if the link fails as nothing foretold; after an outage, as soon as
+probes see the link back, work that stayed on the device goes remote again; on a flapping link
+the belief keeps the share of bad samples, so the policy does not chase the newest one. The
+backlog the simulator passes is not used (each option's queueing is charged as above).
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ class RobustPolicy(Policy):
         local = [k for k, (_, _, bits) in self._plans.items() if bits == 0.0]
         self._local = local[0] if local else None
         self._last, self._gap = None, None
-        self.choice = ("", 0.0)  # the last decision: "plain", "race" or "backup", its score
+        self.choice = ("", 0.0)  # the last decision ("plain", "race", "backup"), its score
 
     def observe(self, obs: Observation) -> None:
         self.bandwidth.observe(obs)
@@ -112,18 +115,15 @@ class RobustPolicy(Policy):
         # the best plan's (0 where the device alone is best: the link is then worth nothing)
         gains = [max(self.local_s - min(self._plans[k][0].cost(r) for k in order), 0.0)
                  for r, _ in points]
+        late = [weighted_quantile(points, q) for q in LATE_QUANTILES]
         best = None
         for k in order:
             e, dev, bits = self._plans[k]
             costs = [(e.cost(r), r, w, gain) for (r, w), gain in zip(points, gains)]
-            # a remote plan is never sent bare: at the least it is backed up once it is late
-            # against its prediction at the belief's 10% rate (which costs nothing unless it
-            # is that late, and bounds what a link failing as no sample foretold costs);
-            # on a tie the first option wins
+            # a remote plan is never sent bare (see above); on a tie the first option wins
             options = []
             if bits > 0.0:
-                for q in LATE_QUANTILES:
-                    rate = weighted_quantile(points, q)
+                for rate in late:
                     options.append(("backup", True, max(e.cost(rate) - dev, 0.0)))
                 options.append(("race", True, 0.0))
             else:
