@@ -231,7 +231,8 @@ def test_profile_plans_and_serves_across_two_real_servers(squeezenet, tmp_path, 
     assert [n.name for n in profile.nodes] == [n.name for n in graph.compute_nodes]
     assert profile.model == model and profile.settings["capture"] == "onnx"
     assert profile.host["onnxruntime"] and all(n.latency_s >= 0 for n in profile.nodes)
-    assert 0.5 < profile.total_latency_s / profile.model_latency_s < 2
+    # a sanity bound only (medians per node against the median run, on a shared machine)
+    assert 0.25 < profile.total_latency_s / profile.model_latency_s < 4
     dev, edge, cloud = tmp_path / "dev.json", tmp_path / "edge.json", tmp_path / "cloud.json"
     scale_profile(profile, 0.05, "phone").save(dev)
     profile.save(edge)

@@ -233,3 +233,40 @@ def test_image_sizes_never_profiled_are_served_bit_for_bit(one_thread):
             assert not m.fallback and [t.tier for t in m.servers] == ["edge"]
             assert client.plan(side).input_shape == (1, 3, side, side)
         assert client.sizes == (16, 24, 40)
+
+
+def test_sequence_lengths_never_profiled_are_served_for_an_hf_model(one_thread):
+    """A zoo or hf: model at another sequence length: the plan carries its --input specs."""
+    pytest.importorskip("transformers")
+    spec = "hf:bert,num_hidden_layers=1"
+
+    def inputs_at(n):
+        return [f"input_ids:1x{n}:int64:0-1000", f"attention_mask:1x{n}:int64"]
+
+    def make(n):
+        e = resolve(spec, inputs=inputs_at(n))
+        return e.build(), e.example_inputs()
+
+    settings = ProfileSettings(threads=1, repeat=2, warmup=1)
+    sized = profile_sizes(make, (8, 32), settings, name=spec, dimension="sequence")
+
+    def scenario_for(profile, size):
+        return offload_scenario(profile, size, device_speed=0.05, rate="1gbit,0.1ms",
+                                private=1)
+
+    planner = SizePlanner(spec, sized, scenario_for, plan, dimension="sequence",
+                          inputs_of=inputs_at)
+    with serve_in_thread([spec], threads=1) as edge, \
+            SizedClient(spec, planner, {"edge": edge.endpoint},
+                        size_of=lambda inputs: inputs[0].shape[-1]) as client:
+        for n in (12, 20):
+            e = resolve(spec, inputs=inputs_at(n))
+            model, x = e.build(), e.example_inputs()
+            out, m = client.infer(*x)
+            with torch.inference_mode():
+                want = model(*x)
+            assert torch.equal(out.last_hidden_state, want.last_hidden_state)
+            assert not m.fallback and [t.tier for t in m.servers] == ["edge"]
+            assert client.plan(n).inputs == tuple(inputs_at(n))
+    with pytest.raises(Exception, match="inputs"):
+        StagePlan.from_assignment(spec, {}, ("device",), inputs=["input_ids:1xZ:int64"])

@@ -123,18 +123,22 @@ class SizePlanner:
     size, e.g. ``scale_profile`` of it per tier); ``plan(scenario)`` is
     ``tiercut.planner.plan`` (or a partial of it with an objective and constraints). For
     ``dimension="batch"`` the StagePlan carries ``batch=size``; otherwise give
-    ``input_shape_of(size)`` (a ``module:factory`` model's one input shape at that size).
+    ``input_shape_of(size)`` (a ``module:factory`` model's one input shape at that size) or
+    ``inputs_of(size)``: the model's ``--input`` specs at that size, which the plan carries to
+    the servers (a zoo or ``hf:`` model at another sequence length).
     Plans are kept per size.
     """
 
     def __init__(self, model: str, sized: Any, scenario_for: Callable[[Any, int], Any],
                  plan: Callable[[Any], Any], dimension: str = "batch",
                  input_shape_of: Callable[[int], tuple[int, ...]] | None = None,
-                 peers: Mapping[str, str] | None = None):
-        if dimension != "batch" and input_shape_of is None:
-            raise ValueError(f"dimension {dimension!r}: give input_shape_of(size), the model's "
-                             "input shape at each size (a plan carries batch, or an input "
-                             "shape, to the servers)")
+                 peers: Mapping[str, str] | None = None,
+                 inputs_of: Callable[[int], list[str]] | None = None):
+        if dimension != "batch" and input_shape_of is None and inputs_of is None:
+            raise ValueError(f"dimension {dimension!r}: give input_shape_of(size) (a "
+                             "module:factory model's one input shape) or inputs_of(size) (the "
+                             "model's --input specs at each size)")
+        self.inputs_of = inputs_of
         self.model, self.sized, self.scenario_for, self.planner = model, sized, scenario_for, plan
         self.dimension, self.input_shape_of, self.peers = dimension, input_shape_of, peers
         self._plans: dict[int, Any] = {}
@@ -153,4 +157,5 @@ class SizePlanner:
         shape = self.input_shape_of(size) if self.input_shape_of else None
         stage_plan = StagePlan.from_plan_dict(chosen.to_dict(), shape, self.peers)
         return dataclasses.replace(stage_plan, model=self.model,
-                                   batch=size if self.dimension == "batch" else None)
+                                   batch=size if self.dimension == "batch" else None,
+                                   inputs=tuple(self.inputs_of(size)) if self.inputs_of else None)

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import math
-import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -28,7 +27,9 @@ from ..graph.dag import Graph
 from ..graph.split import Stage, split
 from ..graph.trace import trace
 from ..zoo import ZooEntry, resolve
+from ..zoo.registry import parse_input
 from . import onnx_model
+from .plandivision import LOCAL_PEER, _check_division, _division, _divisions  # noqa: F401
 from .signature import Signature, signature  # noqa: F401 (the layout's; importers use it)
 
 FORMAT = "tiercut-stageplan/1"
@@ -48,6 +49,9 @@ class StagePlan:
     # nodes); None: undivided
     division: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = field(default=None,
                                                                             hash=False)
+    # the model's inputs as ``--input`` specs (NAME:SHAPE:DTYPE[:LOW-HIGH]), replacing its
+    # own: how a zoo or hf: model is served at another sequence length or image size
+    inputs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_plan(self)
@@ -65,6 +69,7 @@ class StagePlan:
                 "assignment": dict(sorted(self.assignment.items())),
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "batch": self.batch,
+                **({"inputs": list(self.inputs)} if self.inputs else {}),
                 **({"division": dict(self.division) if isinstance(self.division, Mapping)
                     else [dict(d) for d in self.division]}
                    if self.division is not None else {})}
@@ -106,7 +111,7 @@ class StagePlan:
         return cls(model=_field(data, "model", str), tiers=tuple(_field(data, "tiers", list)),
                    assignment=dict(_field(data, "assignment", dict)),
                    input_shape=_shape(shape), batch=data.get("batch"),
-                   division=data.get("division"))
+                   division=data.get("division"), inputs=_inputs(data.get("inputs")))
 
     @classmethod
     def from_plan_dict(cls, data: Mapping[str, Any], input_shape: Sequence[int] | None = None,
@@ -142,35 +147,12 @@ class StagePlan:
     @classmethod
     def from_assignment(cls, model: str, assignment: Mapping[str, int], tiers: Sequence[str],
                         input_shape: Sequence[int] | None = None,
-                        batch: int | None = None) -> "StagePlan":
+                        batch: int | None = None,
+                        inputs: Sequence[str] | None = None) -> "StagePlan":
         """From a node -> stage index assignment over ``tiers`` (device first)."""
         return cls(model=model, tiers=tuple(tiers), assignment=dict(assignment),
-                   input_shape=_shape(input_shape), batch=batch)
-
-
-def _division(d: Any, stage_of: Mapping[str, int], peers: Mapping[str, str] | None,
-              tier_of: Mapping[str, str]) -> dict[str, Any] | None:
-    """A ``tiercut plan --divide`` division as StagePlan.division, its hosts mapped by peers."""
-    if d is None:
-        return None
-    if not isinstance(d, Mapping):
-        raise PlanError(f"plan field 'division' must be an object, got {type(d).__name__}")
-    hosts = d.get("hosts")
-    if peers is None:
-        raise PlanError(f"plan field 'division' divides a run across hosts {hosts}; give each "
-                        "its endpoint with --peers NAME=host:port,...")
-    host = d.get("coordinator")  # its own part is computed where the stage runs: "local"
-    peers = {**peers, host: LOCAL_PEER} if isinstance(host, str) else peers
-    if not isinstance(hosts, list) or any(h not in peers for h in hosts):
-        missing = [h for h in hosts if h not in peers] if isinstance(hosts, list) else hosts
-        raise PlanError(f"plan field 'division.hosts' names {missing}, which --peers does not "
-                        f"map to an endpoint (it maps {sorted(peers)})")
-    coordinator = tier_of.get(host, host)  # a host of the plan: its tier
-    if coordinator not in stage_of:
-        raise PlanError(f"plan field 'division.coordinator' is {coordinator!r}, not a tier on "
-                        f"the route {list(stage_of)}")
-    return {"stage": stage_of[coordinator], "first": d.get("first"), "last": d.get("last"),
-            "bounds": list(d.get("row_bounds") or []), "peers": [peers[h] for h in hosts]}
+                   input_shape=_shape(input_shape), batch=batch,
+                   inputs=tuple(inputs) if inputs else None)
 
 
 def _check_private(private: Any, assignment: Mapping[str, Any], device: str) -> None:
@@ -208,6 +190,23 @@ def _shape(shape: Any) -> tuple[int, ...] | None:
     return tuple(shape)
 
 
+def _inputs(specs: Any) -> tuple[str, ...] | None:
+    """The plan's ``inputs``: a list of ``--input`` specs, each parsed here so a bad one is a
+    PlanError naming it before any model is built."""
+    if specs is None:
+        return None
+    if not isinstance(specs, (list, tuple)) or not specs or \
+            not all(isinstance(s, str) for s in specs):
+        raise PlanError(f"plan field 'inputs' must be a list of NAME:SHAPE:DTYPE strings, got "
+                        f"{specs!r}")
+    for s in specs:
+        try:
+            parse_input(s)
+        except Exception as exc:  # noqa: BLE001 -- any parse failure is the plan's fault
+            raise PlanError(f"plan field 'inputs': {exc}") from None
+    return tuple(specs)
+
+
 def _check_plan(plan: StagePlan) -> None:
     if not isinstance(plan.model, str) or not plan.model:
         raise PlanError(f"plan field 'model' must be a non-empty string, got {plan.model!r}")
@@ -216,6 +215,7 @@ def _check_plan(plan: StagePlan) -> None:
                         f"{list(plan.tiers)!r}")
     if len(set(plan.tiers)) != len(plan.tiers):
         raise PlanError(f"plan field 'tiers' repeats a tier: {list(plan.tiers)}")
+    _inputs(plan.inputs)
     for node, stage in plan.assignment.items():
         if not isinstance(node, str) or isinstance(stage, bool) or not isinstance(stage, int) \
                 or not 0 <= stage < len(plan.tiers):
@@ -226,58 +226,6 @@ def _check_plan(plan: StagePlan) -> None:
         raise PlanError(f"plan field 'batch' must be an integer >= 1, got {plan.batch!r}")
     if plan.division is not None:
         _check_division(plan)
-
-
-LOCAL_PEER = "local"  # a division's part computed by the divided stage's own server
-_PEER = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
-
-
-def _divisions(division: Any) -> list[Any]:
-    if division is None:
-        return []
-    return [division] if isinstance(division, Mapping) else list(division)
-
-
-def _check_division(plan: StagePlan) -> None:
-    d = plan.division
-    if not isinstance(d, (Mapping, list, tuple)) or not _divisions(d):
-        raise PlanError(f"plan field 'division' must be an object or a non-empty list of "
-                        f"them, got {type(d).__name__}")
-    stages = []
-    for one in _divisions(d):
-        if not isinstance(one, Mapping):
-            raise PlanError(f"plan field 'division' lists a {type(one).__name__}; each entry "
-                            "must be an object")
-        _check_one_division(plan, one)
-        stages.append(one["stage"])
-    if len(set(stages)) != len(stages):
-        raise PlanError(f"plan field 'division' divides stages {stages}; at most one division "
-                        "per stage")
-
-
-def _check_one_division(plan: StagePlan, d: Mapping[str, Any]) -> None:
-    k = d.get("stage")
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < plan.stages:
-        raise PlanError(f"plan field 'division.stage' is {k!r}; stages are "
-                        f"0..{plan.stages - 1}")
-    for end in ("first", "last"):
-        node = d.get(end)
-        if not isinstance(node, str) or plan.assignment.get(node) != k:
-            raise PlanError(f"plan field 'division.{end}' is {node!r}, which is not a node "
-                            f"assigned to stage {k}")
-    bounds, peers = d.get("bounds"), d.get("peers")
-    if not isinstance(bounds, list) or not all(
-            isinstance(b, int) and not isinstance(b, bool) for b in bounds):
-        raise PlanError(f"plan field 'division.bounds' must be a list of row indices, got "
-                        f"{bounds!r}")
-    if not isinstance(peers, list) or len(peers) != len(bounds) + 1:
-        raise PlanError(f"plan field 'division.peers' must list {len(bounds) + 1} endpoints "
-                        f"(one per part), got {peers!r}")
-    bad = [p for p in peers
-           if not isinstance(p, str) or not (_PEER.match(p) or p == LOCAL_PEER)]
-    if bad:
-        raise PlanError(f"plan field 'division.peers' has {bad[:3]}, not host:port (or "
-                        f"{LOCAL_PEER!r}: the part runs where the stage does)")
 
 
 def input_elements(plan: StagePlan) -> int:
@@ -291,7 +239,7 @@ def model_entry(plan: StagePlan) -> ZooEntry:
     if onnx_model.is_onnx(plan.model):  # an ONNX file: its inputs, from the file
         with _lock:
             return _graph(plan)[1]
-    return resolve(plan.model, plan.input_shape)
+    return resolve(plan.model, plan.input_shape, list(plan.inputs) if plan.inputs else None)
 
 
 # --- building, cached per process -------------------------------------------------------------
@@ -356,7 +304,7 @@ def model_graph(model: str, input_shape: Sequence[int] | None = None,
 
 
 def _graph(plan: StagePlan) -> tuple[Graph, ZooEntry]:
-    key = (plan.model, plan.input_shape, plan.batch)
+    key = (plan.model, plan.input_shape, plan.batch, plan.inputs)
     if key not in _graphs and onnx_model.is_onnx(plan.model):
         graph = onnx_model.onnx_graph(plan.model, plan.input_shape)
         _graphs[key] = (graph, onnx_model.onnx_entry(graph))
