@@ -125,10 +125,10 @@ def main() -> None:
     print(f"\nwith a cloud behind the edges (4x an edge server, no queue; 1 Gbit/s and 20 ms "
           f"one way from any edge server)")
     print(HEAD)
-    for rate in (float(x) for x in args.rates.split(",")):
+    for each in (float(x) for x in args.rates.split(",")):
         for ctl in (Nearest(), LoadAware(), DriftPlusPenalty(0.3)):
-            r = run(fleet(options, n, rate, 0, cloud=cloud), ctl, secs)
-            print(row(rate, r, n), flush=True)
+            r = run(fleet(options, n, each, 0, cloud=cloud), ctl, secs)
+            print(row(each, r, n), flush=True)
     if not args.quick:
         print(f"\none simulated hour, {n} users, 100 servers, rate {rate}/s")
         print(HEAD)
