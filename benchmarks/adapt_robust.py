@@ -16,6 +16,7 @@ of robust over hedged. The flapping shape flaps around the rate above which the 
 remote plan beats the device alone (its break-even rate), per model.
 
     .venv/bin/python benchmarks/adapt_robust.py [--models resnet50,mobilenet_v2] [--quick]
+        [--traces norway_ferry_17,flap]
 """
 from __future__ import annotations
 
@@ -90,9 +91,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--load", type=float, default=0.25)
     ap.add_argument("--min-requests", type=int, default=300)
+    ap.add_argument("--traces", default="",
+                    help="only the traces whose name contains one of these (comma-separated); "
+                         "taken from the full list, even with --quick")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    shared = traces(args.quick)
+    wanted = [w for w in args.traces.split(",") if w]
+    shared = traces(args.quick and not wanted)
     rows: list[Row] = []
     for model in args.models.split(","):
         entry = resolve(model)
@@ -110,7 +115,7 @@ def main() -> None:
         print(f"{'trace':26s} {'req/seed':>8s} {'seeds':>5s} " + " ".join(
             f"{n[:2] + n[-1:] * (n[-2:-1] == '-') + '/or':>6s}" for n in SHOWN) + f" {'ro/st':>6s} {'he/st':>6s} "
               f"{'ad/st':>6s} {'roE/heE':>7s}")
-        for tr in shared + synth:
+        for tr in [t for t in shared + synth if not wanted or any(w in t.name for w in wanted)]:
             t0 = time.perf_counter()
             setup = prepare(sc, tr)
             lat, joules, seeds, per_seed = run_trace(setup, rate, min(600.0, tr.duration_s),

@@ -152,6 +152,39 @@ def test_the_link_back_after_an_outage_takes_work_off_the_device():
     assert robust.latency_s[back].max() < local
 
 
+def test_work_queued_on_the_device_through_an_outage_goes_remote_once_the_link_is_back():
+    """Requests arrive faster than the device serves them during a 20 s outage, so a queue
+    builds on the device; once probes see the link back, the requests still queued are
+    decided again at the head of the queue and sent remote, which beats serving them all on
+    the device (the same policy with re-deciding off)."""
+    trace = BandwidthTrace((0.0, 10.0, 30.0), (40e6, 0.0, 40e6))
+    sc, setup, local = _setup(trace)
+    times = np.concatenate([np.arange(0.2, 10.0, 0.5), np.arange(10.0, 30.0, 0.6 * local),
+                            np.arange(30.0, 50.0, 0.5)])
+    runs = {}
+    for replans in (True, False):
+        p = build_policy("robust", setup.setting)
+        p.replans = replans
+        runs[replans] = setup.simulator.run(p, times, 50.0)
+    on, off = runs[True], runs[False]
+    remote = [i for i, c in enumerate(on.cuts) if "edge" in c or "cloud" in c]
+    late = (times > 25.0) & (times < 30.0)  # arrived in the outage, still queued at its end
+    assert late.sum() >= 5
+    assert np.isin(on.plan_index[late], remote).all()  # every one of them went remote
+    assert on.replanned >= late.sum()
+    assert off.replanned == 0 and not np.isin(off.plan_index[late], remote).any()
+    assert on.latency_s.mean() < 0.9 * off.latency_s.mean()
+
+
+def test_a_policy_that_does_not_opt_in_is_never_asked_to_replan():
+    trace = BandwidthTrace((0.0, 10.0, 30.0), (40e6, 0.0, 40e6))
+    sc, setup, local = _setup(trace)
+    p = Listener(baseline(sc, "device"))
+    p.replan_queued = lambda now, plan: pytest.fail("asked to replan")
+    r = setup.simulator.run(p, np.arange(0.0, 40.0, 0.5 * local), 40.0)
+    assert r.replanned == 0
+
+
 def test_on_a_flapping_link_robust_is_not_worse_than_static():
     sc, _, _ = _setup(BandwidthTrace((0.0,), (40e6,)))
     trace = shapes.flapping(8e6, seed=1, crossings=20, duration_s=140.0)

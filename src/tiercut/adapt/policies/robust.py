@@ -60,6 +60,7 @@ LATE_QUANTILES = (0.1, 0.5)  # a backup starts when late against the prediction 
 class RobustPolicy(Policy):
     name = "robust"
     observes = True
+    replans = True  # the simulator asks replan_queued of a request queued on the device
 
     def __init__(self, table: DecisionTable, scenario: Scenario, initial_bps: float,
                  costs: Costs | None = None, belief: RateBelief | None = None,
@@ -103,6 +104,15 @@ class RobustPolicy(Policy):
         plan, hedge, after, kind, score = self.decide(points)
         self.hedge, self.hedge_after_s, self.choice = hedge, after, (kind, score)
         return plan
+
+    def replan_queued(self, now: float, plan: Plan) -> Plan | None:
+        """A request queued on the device with ``plan``, at the head of the queue at ``now``:
+        its plan decided again over what the link may be doing now (a link back from an
+        outage takes queued work off the device); None keeps ``plan``. Sets ``hedge`` and
+        ``hedge_after_s`` as ``next_plan`` does; the arrival gaps are not touched."""
+        new, hedge, after, kind, score = self.decide(self.bandwidth.points(now))
+        self.hedge, self.hedge_after_s, self.choice = hedge, after, (kind, score)
+        return new
 
     def decide(self, points: list[tuple[float, float]]) -> tuple[Plan, bool, float, str, float]:
         """(plan, hedge, hedge_after_s, kind, score) of the best option over ``points``."""
