@@ -30,6 +30,14 @@ so much later, and not at all if the answer comes first; the processor counts as
 the wait (conservative for a request arriving during it). What the request sent still holds
 the links and servers it was sent to (bits handed to the radio cannot be called back), and
 its transfer is observed as usual.
+
+A policy with ``replans`` set (the ``robust`` policy) may change its mind about a request
+still queued on the device: such a request (its plan starts on the device's processor, and
+that is busy) waits, and when its turn comes the policy is told what it could know by then
+(finished requests, transfers and probes as at an arrival) and asked ``replan_queued(now,
+plan)``: another plan (with its ``hedge`` settings), or None to keep it; it then walks that
+plan from there (``RunResult.replanned`` counts those given another placement). Other
+policies' requests are taken as above, their figures unchanged.
 """
 from __future__ import annotations
 

@@ -23,9 +23,14 @@ start. Per rate, an option has
 
 Its score is latency + ``energy_weight`` / compute power × energy (``energy_weight`` seconds of
 latency per second of device compute's energy) + a queueing charge for each resource held
-b seconds: a Poisson stream of rate λ (one over the mean time between arrivals, learnt)
-sends about λ·b requests into that time, each waiting about b/2 or taking its best way
-around the resource: for the device's processor at most local_s (λ·b·min(b/2, local_s)); for
+b seconds: what it costs the requests behind it, as in an M/G/1 queue (the marginal waiting
+of a job of size b is λ·b·(W + b/2)/(1 - ρ)). A Poisson stream of rate λ (one over the mean
+time between arrivals, learnt) sends about λ·b requests into that time and, through the busy
+period the hold lengthens, 1/(1 - ρ) times as many (ρ, the utilisation, learnt as the share
+of arrivals that find a backlog: Poisson arrivals see time averages); each waits the backlog
+W the simulator passes (``backlog_s``; none for a request at the head of the queue) plus
+about b/2, or takes its best way around the resource: for the device's processor at most
+local_s (λ·b·min(W + b/2, local_s)/(1 - ρ)); for
 the link what the link is worth at that rate, local_s less the best plan's latency (0 where
 the device alone is best: a link held through an outage costs the others nothing). The option
 with the least expected score wins, or with ``quantile`` q the least q-quantile of the score.
@@ -34,9 +39,10 @@ Ties go to a backup at the 10% rate, then the median, then a race.
 Hence: at a cold start or on stale history the belief is wide and a remote plan is raced or
 backed up (the device's run bounds it); on a link the belief is sure of, a remote plan carries
 a backup that starts only if the link fails as nothing foretold; after an outage, as soon as
-probes see the link back, work that stayed on the device goes remote again; on a flapping link
-the belief keeps the share of bad samples, so the policy does not chase the newest one. The
-backlog the simulator passes is not used (each option's queueing is charged as above).
+probes see the link back, work that stayed on the device goes remote again (new requests,
+and those still queued on the device: ``replan_queued`` decides one again when its turn
+comes, and the simulator asks it of a policy with ``replans``); on a flapping link
+the belief keeps the share of bad samples, so the policy does not chase the newest one.
 """
 from __future__ import annotations
 
@@ -54,7 +60,8 @@ from .hedged import ARRIVAL_ALPHA
 # seconds of latency that the energy of one second of device compute is worth (its compute
 # power's joules): what a redundant run must save to be worth it, a tenth of its length
 ENERGY_WEIGHT = 0.1
-LATE_QUANTILES = (0.1, 0.5)  # a backup starts when late against the prediction at these rates
+LATE_QUANTILES = (0.1, 0.5)
+MAX_BUSY = 0.9  # the utilisation at most taken into the queueing charge  # a backup starts when late against the prediction at these rates
 
 
 class RobustPolicy(Policy):
@@ -87,6 +94,8 @@ class RobustPolicy(Policy):
         local = [k for k, (_, _, bits) in self._plans.items() if bits == 0.0]
         self._local = local[0] if local else None
         self._last, self._gap = None, None
+        self._wait = 0.0  # the backlog at the last decision: what a new request waits behind
+        self._busy = 0.0  # the share of arrivals that found a backlog (the utilisation)
         self.choice = ("", 0.0)  # the last decision ("plain", "race", "backup"), its score
 
     def observe(self, obs: Observation) -> None:
@@ -100,6 +109,10 @@ class RobustPolicy(Policy):
             gap, mean = now - self._last, self._gap
             self._gap = gap if mean is None else mean + ARRIVAL_ALPHA * (gap - mean)
         self._last = now
+        self._wait = backlog_s if backlog_s > 0.0 else 0.0
+        # the share of arrivals that find work queued: the utilisation (Poisson arrivals see
+        # time averages), learnt at the arrival gaps' pace
+        self._busy += ARRIVAL_ALPHA * ((1.0 if backlog_s > 0.0 else 0.0) - self._busy)
         points = self.bandwidth.points(now)
         plan, hedge, after, kind, score = self.decide(points)
         self.hedge, self.hedge_after_s, self.choice = hedge, after, (kind, score)
@@ -110,13 +123,15 @@ class RobustPolicy(Policy):
         its plan decided again over what the link may be doing now (a link back from an
         outage takes queued work off the device); None keeps ``plan``. Sets ``hedge`` and
         ``hedge_after_s`` as ``next_plan`` does; the arrival gaps are not touched."""
+        self._wait = 0.0  # its turn: nothing queued ahead of it on the device
         new, hedge, after, kind, score = self.decide(self.bandwidth.points(now))
         self.hedge, self.hedge_after_s, self.choice = hedge, after, (kind, score)
         return new
 
     def decide(self, points: list[tuple[float, float]]) -> tuple[Plan, bool, float, str, float]:
         """(plan, hedge, hedge_after_s, kind, score) of the best option over ``points``."""
-        lam = 1.0 / self._gap if self._gap else 0.0
+        # arrivals delayed by a hold wait behind the whole busy period it lengthens
+        lam = 1.0 / self._gap / (1.0 - min(self._busy, MAX_BUSY)) if self._gap else 0.0
         keys = {id(self.table.best(r)) for r, _ in points}
         if self._local is not None:
             keys.add(self._local)
@@ -147,6 +162,7 @@ class RobustPolicy(Policy):
     def _score(self, costs: list[tuple[float, float, float, float]], dev: float, bits: float,
                hedge: bool, after: float, lam: float) -> float:
         local, pc, pr, wj = self.local_s, self.power_c, self.power_r, self.energy_s_per_j
+        wait = self._wait
         scores = []
         for c, r, w, gain in costs:
             lat, cpu, busy = c, dev, dev  # latency, device compute, processor held
@@ -157,7 +173,8 @@ class RobustPolicy(Policy):
             link = bits / r
             s = lat + wj * (pc * cpu + pr * (min(link, lat) if hedge else link))
             if lam > 0.0:
-                s += lam * (busy * min(busy / 2, local) + link * min(link / 2, gain))
+                s += lam * (busy * min(wait + busy / 2, local)
+                            + link * min(wait + link / 2, gain))
             scores.append((s, w))
         if self.quantile is None:
             return math.fsum(s * w for s, w in scores)
