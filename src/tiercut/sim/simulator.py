@@ -195,6 +195,10 @@ class Simulator:
         # The loop below runs once per request, so it keeps what it needs in local variables
         # and does per plan (``Resources.compile``) whatever does not depend on the request.
         times = arrivals if isinstance(arrivals, np.ndarray) else arrivals.times(duration_s, seed)
+        if getattr(policy, "replans", False):  # queued requests decided again: see the notes
+            from .queued import run_replanning
+            head, tail = run_replanning(self, policy, times, OVERDUE_STEP)
+            return RunResult(policy.name, times, *head, deadline_s, *tail)
         times_list = times.tolist()
         n = len(times_list)
         # per request, as C doubles: a list would keep two float objects alive per request
@@ -222,19 +226,15 @@ class Simulator:
         told = 0.0  # how long the head of ``sending`` was under way when last told
         stuck, probe_told = None, 0.0  # a probe under way at the last arrival; as ``told``
         last = None
-        switches = missed = hedged = local_wins = replanned = 0
+        steps: tuple = ()
+        cut = 0
+        device_s = link_bits = 0.0
+        switches = missed = hedged = local_wins = 0
         why = ""
         heappush, heappop = heapq.heappush, heapq.heappop
         start_wall = time.perf_counter()
-        replans = bool(getattr(policy, "replans", False))
-        waiting: deque = deque()  # (k, arrival, compiled, hedge, after, speed, frac): queued
-        caught = -math.inf  # when the policy was last told what it could know
-
-        def catch_up(t: float) -> None:
-            # tell the policy what it could know at t: finished requests, transfers and
-            # probes under way, and the idle probes due by t
-            nonlocal told, stuck, probe_told, caught
-            caught = t
+        for k in range(n):
+            t = times_list[k]
             while pending and pending[0][0] <= t:
                 end, _, bits, seconds, load = heappop(pending)
                 if load is None and load_at is not None:
@@ -258,12 +258,27 @@ class Simulator:
                 stuck = self._probe(policy, t, every, free, uplink)
                 if stuck is not None:
                     probe_told = max(t - stuck[0], 0.0)
-
-        def serve(k: int, t: float, x: float, c, hedge: bool, after_s: float, speed: float,
-                  frac: float) -> None:
-            # request k (arrived at t) walks plan c's steps from x
-            nonlocal hedged, local_wins
-            steps, device_s, link_bits = c.steps, c.device_s, c.link_bits
+            backlog = 0.0
+            if device_cpu >= 0 and free[device_cpu] > t:
+                backlog += free[device_cpu] - t
+            for rid in device_links:
+                if free[rid] > t:
+                    backlog += free[rid] - t
+            p = policy.next_plan(t, backlog)
+            if policy.unreachable:
+                missed += 1
+                why = policy.unreachable
+            c = compiled.get(id(p))
+            if c is None:
+                c = servers.compile(p)
+                uplink, device_cpu = servers.uplink, servers.device_cpu
+            if c is not last:
+                if last is not None and c.cut != last.cut:
+                    switches += 1
+                last = c
+                steps, cut, device_s, link_bits = c.steps, c.cut, c.device_s, c.link_bits
+            speed, frac = policy.speed, policy.send_fraction
+            x = t
             tx = 0.0
             seen_load = None
             for op, rid, hold, after, bits in steps:
@@ -302,13 +317,13 @@ class Simulator:
                 x += after
             done = x
             hedge_j = 0.0
-            if link_bits > 0.0 and hedge:
+            if link_bits > 0.0 and policy.hedge:
                 # the rest of the model on the device too, once its own part is done and its
                 # processor free (both: when the processor is next free, if not before the
                 # arrival), plus the policy's wait; the first to finish answers and the
                 # device stops there
                 hedged += 1
-                hs = (free[device_cpu] if free[device_cpu] > t else t) + after_s
+                hs = (free[device_cpu] if free[device_cpu] > t else t) + policy.hedge_after_s
                 he = hs + (self.costs.device_alone_s() - device_s) / speed
                 if he < x:
                     done = he
@@ -318,71 +333,13 @@ class Simulator:
                     hedge_j = pc * (done - hs) * speed * speed * speed
             latency[k] = done - t
             energy[k] = pc * device_s * speed * speed + pr * tx * frac * frac + hedge_j
-            index[k] = c.cut
+            index[k] = cut
             if observes and x <= horizon:
                 # when nothing crossed the link, no rate: the idle probes tell it
                 heappush(pending, (x, k, link_bits, tx * frac, seen_load) if tx > 0.0
                          else (x, k, 0.0, 0.0, seen_load))
-
-        def release(upto: float) -> None:
-            # the requests queued on the device whose turn comes by ``upto``: each re-decided
-            # by the policy when it reaches the head of the queue (``Policy.replan_queued``)
-            nonlocal replanned, uplink, device_cpu
-            while waiting:
-                k, t, c, hedge, after_s, speed, frac = waiting[0]
-                h = free[device_cpu] if free[device_cpu] > t else t
-                if h > upto:
-                    return
-                waiting.popleft()
-                if h > caught:
-                    catch_up(h)
-                p = policy.replan_queued(h, c.plan)
-                if p is not None and p is not c.plan:
-                    c2 = compiled.get(id(p))
-                    if c2 is None:
-                        c2 = servers.compile(p)
-                        uplink, device_cpu = servers.uplink, servers.device_cpu
-                    if c2.cut != c.cut:
-                        replanned += 1
-                    c, hedge, after_s = c2, policy.hedge, policy.hedge_after_s
-                    speed, frac = policy.speed, policy.send_fraction
-                serve(k, t, h, c, hedge, after_s, speed, frac)
-
-        for k in range(n):
-            t = times_list[k]
-            if waiting:
-                release(t)
-            catch_up(t)
-            backlog = 0.0
-            if device_cpu >= 0 and free[device_cpu] > t:
-                backlog += free[device_cpu] - t
-            for w in waiting:  # queued on the device, not yet served
-                backlog += w[2].device_s / w[5]
-            for rid in device_links:
-                if free[rid] > t:
-                    backlog += free[rid] - t
-            p = policy.next_plan(t, backlog)
-            if policy.unreachable:
-                missed += 1
-                why = policy.unreachable
-            c = compiled.get(id(p))
-            if c is None:
-                c = servers.compile(p)
-                uplink, device_cpu = servers.uplink, servers.device_cpu
-            if c is not last:
-                if last is not None and c.cut != last.cut:
-                    switches += 1
-                last = c
-            if replans and c.steps and c.steps[0][0] == DEVICE_CPU and (
-                    waiting or free[device_cpu] > t):  # it waits its turn on the device
-                waiting.append((k, t, c, policy.hedge, policy.hedge_after_s, policy.speed,
-                                policy.send_fraction))
-                continue
-            serve(k, t, t, c, policy.hedge, policy.hedge_after_s, policy.speed,
-                  policy.send_fraction)
-        release(math.inf)
         wall = time.perf_counter() - start_wall
         notes = [f"goal unreachable for {missed} of {n} requests, e.g. {why}"] if missed else []
         return RunResult(policy.name, times, np.asarray(latency), np.asarray(energy),
                          np.asarray(index), servers.cuts, switches, wall, deadline_s, notes,
-                         hedged, local_wins, replanned)
+                         hedged, local_wins)
