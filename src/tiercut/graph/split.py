@@ -69,21 +69,29 @@ def split(graph: Graph, assignment: Mapping[str, int]) -> list[Stage]:
     if graph.module is None:
         raise AssignmentError(f"graph {graph.name!r} has no module to split (it was loaded "
                               "from a profile); trace the model to split it")
-    full = check_assignment(graph, assignment)
     gm: fx.GraphModule = graph.module
     fx_nodes = {n.name: n for n in gm.graph.nodes}
+    return [Stage(k, _stage_module(gm, fx_nodes, names, inputs, outputs,
+                                   f"{graph.name}_stage{k}"), names, inputs, outputs)
+            for k, (names, inputs, outputs) in enumerate(stage_parts(graph, assignment))]
+
+
+def stage_parts(graph: Graph, assignment: Mapping[str, int]
+                ) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """Per stage index 0..max (empty stages included): the nodes it computes, the values it
+    reads (the model inputs, and what earlier stages produce) and the values it hands on (what
+    later stages or the model's output need). What any backend's split cuts out."""
+    full = check_assignment(graph, assignment)
     n_stages = max(full.values(), default=0) + 1
     needed_later = _needed_after(graph, full, n_stages)
-    stages = []
+    parts = []
     for k in range(n_stages):
         names = tuple(n for n in graph.nodes if full[n] == k and graph.nodes[n].op != INPUT_OP)
         inputs = tuple(dict.fromkeys(
             src for n in names for src in graph.nodes[n].inputs if full[src] < k or
             graph.nodes[src].op == INPUT_OP))
-        outputs = tuple(n for n in names if n in needed_later[k])
-        module = _stage_module(gm, fx_nodes, names, inputs, outputs, f"{graph.name}_stage{k}")
-        stages.append(Stage(k, module, names, inputs, outputs))
-    return stages
+        parts.append((names, inputs, tuple(n for n in names if n in needed_later[k])))
+    return parts
 
 
 def _needed_after(graph: Graph, full: dict[str, int], n_stages: int) -> list[set[str]]:

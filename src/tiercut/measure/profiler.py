@@ -76,20 +76,22 @@ def profile_graph(graph: Graph, model: nn.Module, inputs: tuple, settings: Profi
     batch = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
     return Profile.from_graph(
         graph,
-        latency_s={n: _median(t) for n, t in node_times.items()},
-        spread_s={n: _iqr(t) for n, t in node_times.items()},
-        host=host, model_latency_s=_median(model_times),
-        model_latency_spread_s=_iqr(model_times), batch=batch,
+        latency_s={n: median(t) for n, t in node_times.items()},
+        spread_s={n: iqr(t) for n, t in node_times.items()},
+        host=host, model_latency_s=median(model_times),
+        model_latency_spread_s=iqr(model_times), batch=batch,
         settings={"threads": host["threads"], "repeat": settings.repeat,
                   "warmup": settings.warmup, "capture": graph.method},
     )
 
 
-def _median(xs: list[float]) -> float:
+def median(xs: list[float]) -> float:
+    """Median of repeated timings (0 for none): what a profile records per node."""
     return statistics.median(xs) if xs else 0.0
 
 
-def _iqr(xs: list[float]) -> float:
+def iqr(xs: list[float]) -> float:
+    """Interquartile range of repeated timings (0 for fewer than 2): a profile's spread."""
     if len(xs) < 2:
         return 0.0
     q = statistics.quantiles(xs, n=4, method="inclusive")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 import time
 from collections import defaultdict, deque
@@ -36,7 +35,7 @@ import onnx
 from ..graph.dag import INPUT_OP, Graph
 from ..measure.host import host_facts
 from ..measure.profile import Profile
-from ..measure.profiler import ProfileSettings
+from ..measure.profiler import ProfileSettings, iqr, median
 from .graph import OnnxSource, example_feed, graph_from_onnx
 from .split import session
 
@@ -84,14 +83,14 @@ def profile_onnx(model: str | os.PathLike | onnx.ModelProto | Graph,
             "onnxruntime": _version("onnxruntime"), "onnx": onnx.__version__}
     batch = next(iter(feed.values())).shape[0] if feed and next(iter(feed.values())).ndim else 1
     return Profile.from_graph(
-        graph, latency_s={n: _median(t) for n, t in node_times.items()},
-        spread_s={n: _iqr(t) for n, t in node_times.items()}, host=host,
-        model_latency_s=_median(whole), model_latency_spread_s=_iqr(whole), batch=int(batch),
+        graph, latency_s={n: median(t) for n, t in node_times.items()},
+        spread_s={n: iqr(t) for n, t in node_times.items()}, host=host,
+        model_latency_s=median(whole), model_latency_spread_s=iqr(whole), batch=int(batch),
         settings={"threads": host["threads"], "repeat": settings.repeat,
                   "warmup": settings.warmup, "capture": "onnx",
                   "timer": "onnxruntime profiler (ORT_ENABLE_ALL, no spinning), kernels "
                            "evened to the plain run",
-                  "kernel_s": _median([sum(k.values()) for k in kernels]),
+                  "kernel_s": median([sum(k.values()) for k in kernels]),
                   "kernels": len(kernel_map)})
 
 
@@ -213,17 +212,6 @@ def _kernel_map(graph: Graph, optimized: onnx.ModelProto) -> dict[str, str]:
                     seen.add(nb.name)
                     queue.append(nb)
     return mapped
-
-
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else 0.0
-
-
-def _iqr(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[2] - q[0]
 
 
 def _version(package: str) -> str | None:

@@ -19,8 +19,8 @@ import onnx
 from onnx import helper
 
 from ..errors import AssignmentError, GraphError
-from ..graph.dag import INPUT_OP, Graph
-from ..graph.split import check_assignment
+from ..graph.dag import Graph
+from ..graph.split import stage_parts
 from .graph import OnnxSource, outer_inputs
 
 _ORT_NP = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
@@ -140,22 +140,8 @@ def split_onnx(graph: Graph, assignment: Mapping[str, int],
     if not isinstance(source, OnnxSource):
         raise AssignmentError(f"graph {graph.name!r} was not built from ONNX "
                               "(graph_from_onnx); split torch graphs with tiercut.graph.split")
-    full = check_assignment(graph, assignment)
-    n_stages = max(full.values(), default=0) + 1
-    needed = [set() for _ in range(n_stages)]
-    for node in graph.compute_nodes:
-        for src in node.inputs:
-            if full[src] < full[node.name]:
-                needed[full[src]].add(src)
-    for out in graph.outputs:
-        needed[full[out]].add(out)
     stages = []
-    for k in range(n_stages):
-        names = tuple(n for n in graph.nodes if full[n] == k and graph.nodes[n].op != INPUT_OP)
-        inputs = tuple(dict.fromkeys(
-            src for n in names for src in graph.nodes[n].inputs
-            if full[src] < k or graph.nodes[src].op == INPUT_OP))
-        outputs = tuple(n for n in names if n in needed[k])
+    for k, (names, inputs, outputs) in enumerate(stage_parts(graph, assignment)):
         model = stage_model(source, names, inputs, outputs, f"{graph.name}_stage{k}") \
             if names else None
         stages.append(OnnxGraphStage(k, names, inputs, outputs, model, source, threads))
