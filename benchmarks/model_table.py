@@ -60,33 +60,39 @@ def thirds(graph) -> dict[str, int]:
 
 
 def torch_row(spec: str, max_cuts: int, servers) -> dict:
-    from tiercut.runtime.client import SplitClient
     from tiercut.runtime.stageplan import StagePlan
 
     entry = resolve(spec)
     model, inputs = entry.build(), entry.example_inputs()
     r = check_model(model, inputs, spec, max_cuts=max_cuts)
-    row = {"model": spec, "capture": r.method or "FAILED", "nodes": r.nodes}
     if r.error and not r.method:
-        return {**row, "note": r.error[:120]}
-    exact = sum(c.status == "exact" for c in r.cuts)
-    close = sum(c.status == "close" for c in r.cuts)
-    row["cuts"] = f"{exact}{'+' + str(close) if close else ''}/{len(r.cuts)}"
-    failed = [c for c in r.cuts if c.status == "failed"]
-    from tiercut.graph.trace import trace
-
-    graph = trace(model, inputs, name=spec)
+        return {"model": spec, "capture": "FAILED", "nodes": 0, "note": r.error[:120]}
     t0 = time.perf_counter()
-    prof = profile_graph(graph, model, inputs, ProfileSettings(threads=1, repeat=3))
-    row["profile_s"] = time.perf_counter() - t0
-    p = plan(scenario(prof), "latency")
-    row["plan"] = f"{p.placement()} {p.total_s * 1e3:.0f} ms"
-    sp = StagePlan.from_assignment(spec, thirds(graph), ("device", "edge", "cloud"))
+    prof = profile_graph(r.graph, model, inputs, ProfileSettings(threads=1, repeat=3))
+    profile_s = time.perf_counter() - t0
     with torch.inference_mode():
         whole = model(*inputs)
+    sp = StagePlan.from_assignment(spec, thirds(r.graph), ("device", "edge", "cloud"))
+    return finish_row(spec, r, prof, profile_s, sp, inputs, whole, servers)
+
+
+def finish_row(label: str, r, prof, profile_s: float, sp, inputs, whole, servers,
+               as_list: bool = False) -> dict:
+    """The table's row from a check report: cuts, the plan, and one request served by ``sp``
+    across ``servers`` against ``whole`` (``as_list``: the outputs as a list, as ONNX gives)."""
+    from tiercut.runtime.client import SplitClient
+
+    exact = sum(c.status == "exact" for c in r.cuts)
+    close = sum(c.status == "close" for c in r.cuts)
+    row = {"model": label, "capture": r.method, "nodes": r.nodes, "profile_s": profile_s,
+           "cuts": f"{exact}{'+' + str(close) if close else ''}/{len(r.cuts)}"}
+    p = plan(scenario(prof), "latency")
+    row["plan"] = f"{p.placement()} {p.total_s * 1e3:.0f} ms"
     try:
         with SplitClient(sp, servers) as client:
             out, m = client.infer(*inputs)
+        if as_list:
+            out = list(out) if isinstance(out, (tuple, list)) else [out]
         res = compare_outputs(whole, out, "served", 0, 1e-5)
         row["served"] = ("on the device (fallback)" if m.fallback else
                          res.status if res.status != "close" else f"{res.max_rel:.0e}")
@@ -94,6 +100,7 @@ def torch_row(spec: str, max_cuts: int, servers) -> dict:
             row["served"] += f": {res.error[:60]}"
     except Exception as exc:
         row["served"] = f"{type(exc).__name__}: {str(exc)[:80]}"
+    failed = [c for c in r.cuts if c.status == "failed"]
     if failed:
         row["note"] = f"{failed[0].label}: {failed[0].error[:80]}"
     return row
@@ -126,39 +133,22 @@ def onnx_files() -> list[tuple[str, str, tuple]]:
 
 def onnx_row(package: str, path: str, shape: tuple, max_cuts: int, servers) -> dict:
     from tiercut.modelcheck import check_onnx
-    from tiercut.onnxgraph import example_feed, graph_from_onnx, profile_onnx, run_whole
-    from tiercut.runtime.client import SplitClient
+    from tiercut.onnxgraph import example_feed, profile_onnx, run_whole
     from tiercut.runtime.stageplan import StagePlan
 
-    shapes = {shape[0]: shape[1]}
     label = f"{package}:{Path(path).name}"
-    r = check_onnx(path, max_cuts=max_cuts, input_shapes=shapes)
-    row = {"model": label, "capture": r.method or "FAILED", "nodes": r.nodes}
+    r = check_onnx(path, max_cuts=max_cuts, input_shapes={shape[0]: shape[1]})
     if r.error and not r.method:
-        return {**row, "note": r.error[:120]}
-    exact = sum(c.status == "exact" for c in r.cuts)
-    close = sum(c.status == "close" for c in r.cuts)
-    row["cuts"] = f"{exact}{'+' + str(close) if close else ''}/{len(r.cuts)}"
-    graph = graph_from_onnx(path, shapes)
+        return {"model": label, "capture": "FAILED", "nodes": 0, "note": r.error[:120]}
     t0 = time.perf_counter()
-    prof = profile_onnx(graph, ProfileSettings(threads=1, repeat=3))
-    row["profile_s"] = time.perf_counter() - t0
-    p = plan(scenario(prof), "latency")
-    row["plan"] = f"{p.placement()} {p.total_s * 1e3:.0f} ms"
-    x = list(example_feed(graph.module.model).values())
-    whole = [torch.from_numpy(v) for v in run_whole(graph, *x)]
-    sp = StagePlan.from_assignment(path, thirds(graph), ("device", "edge", "cloud"),
+    prof = profile_onnx(r.graph, ProfileSettings(threads=1, repeat=3))
+    profile_s = time.perf_counter() - t0
+    x = list(example_feed(r.graph.module.model).values())
+    whole = [torch.from_numpy(v) for v in run_whole(r.graph, *x)]
+    sp = StagePlan.from_assignment(path, thirds(r.graph), ("device", "edge", "cloud"),
                                    input_shape=shape[1])
-    try:
-        with SplitClient(sp, servers) as client:
-            out, m = client.infer(*(torch.from_numpy(v) for v in x))
-        got = list(out) if isinstance(out, (tuple, list)) else [out]
-        res = compare_outputs(whole, got, "served", 0, 1e-5)
-        row["served"] = ("on the device (fallback)" if m.fallback else
-                         res.status if res.status != "close" else f"{res.max_rel:.0e}")
-    except Exception as exc:
-        row["served"] = f"{type(exc).__name__}: {str(exc)[:80]}"
-    return row
+    return finish_row(label, r, prof, profile_s, sp, [torch.from_numpy(v) for v in x],
+                      whole, servers, as_list=True)
 
 
 def timm_specs() -> tuple[list[str], str]:

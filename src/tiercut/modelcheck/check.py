@@ -46,6 +46,7 @@ class CheckReport:
     profile_s: float = 0.0
     error: str = ""  # capture failed: why
     cuts: list[CutResult] = field(default_factory=list)
+    graph: Any = field(default=None, repr=False)  # the captured Graph, for a caller to reuse
 
     @property
     def ok(self) -> bool:
@@ -70,7 +71,7 @@ def check_model(model: torch.nn.Module, example_inputs: Any, name: str,
         report.error = f"{type(exc).__name__}: {exc}"
         return report
     report.capture_s = time.perf_counter() - t0
-    report.method, report.nodes = graph.method, len(graph.compute_nodes)
+    report.method, report.nodes, report.graph = graph.method, len(graph.compute_nodes), graph
     with torch.inference_mode():
         whole = model(*inputs)
     t0 = time.perf_counter()

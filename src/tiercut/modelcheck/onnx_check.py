@@ -27,7 +27,7 @@ def check_onnx(path: str, max_cuts: int = 12, tol: float = 1e-5, input_shapes=No
         report.error = f"{type(exc).__name__}: {exc}"
         return report
     report.capture_s = time.perf_counter() - t0
-    report.method, report.nodes = "onnx", len(graph.compute_nodes)
+    report.method, report.nodes, report.graph = "onnx", len(graph.compute_nodes), graph
     feed = example_feed(graph.module.model)
     inputs = list(feed.values())  # in the model's input order, as graph.inputs
     whole = [torch.from_numpy(v) for v in run_whole(graph, *inputs)]
