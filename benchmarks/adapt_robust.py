@@ -1,6 +1,8 @@
-"""The robust policy (issue 24) against static, adaptive, hedged and the oracle, on the shared
-traces and on synthetic shapes written by the project (``tiercut.link.shapes``: a cold start
-into an outage, a linear fade to near zero, flapping around the break-even rate).
+"""The robust and hedged policies (issue 24) against static, adaptive and the oracle, on the
+shared traces and on synthetic shapes written by the project (``tiercut.link.shapes``: a cold
+start into an outage, a linear fade to near zero, flapping around the break-even rate).
+``hedged-0`` is the hedged policy as it was before the rate belief (it raced only once a slow
+rate was seen, and never backed up): the reference for device energy.
 
 Set up as ``adapt_policies.py`` sets up its run: each model profiled here (1 thread, repeat 3)
 and scaled device 0.1x, edge 1x, cloud 5x; device-edge and device-cloud links from the trace
@@ -10,10 +12,10 @@ length. Short traces count: seeds are added (at least 3, at most ``MAX_SEEDS``) 
 has at least ``--min-requests`` requests over all seeds, so that one request does not decide
 it; the table gives requests per seed.
 
-Per trace: each policy's mean latency over the oracle's (x/or), robust and hedged over static
-(a ratio above 1.02 is "worse than static by more than 2%"), and device energy per request
-of robust over hedged. The flapping shape flaps around the rate above which the table's first
-remote plan beats the device alone (its break-even rate), per model.
+Per trace: each policy's mean latency over the oracle's (x/or); adaptive, hedged and robust
+over static (a ratio above 1.02 is "worse than static by more than 2%"); device energy per
+request of hedged and robust over hedged-0's. The flapping shape flaps around the rate above
+which the table's first remote plan beats the device alone (its break-even rate), per model.
 
     .venv/bin/python benchmarks/adapt_robust.py [--models resnet50,mobilenet_v2] [--quick]
         [--traces norway_ferry_17,flap]
@@ -30,7 +32,9 @@ from typing import NamedTuple
 import torch
 
 from adapt_policies import scenario, traces
-from tiercut.adapt.policies import break_even_bps, build_policy
+from tiercut.adapt.costs import Costs
+from tiercut.adapt.estimators import BandwidthEstimator
+from tiercut.adapt.policies import HedgedPolicy, break_even_bps, build_policy
 from tiercut.link import shapes
 from tiercut.link.traces import BandwidthTrace
 from tiercut.measure.profiler import ProfileSettings, profile_model
@@ -39,9 +43,30 @@ from tiercut.sim.run import prepare, run_policies
 from tiercut.sim.simulator import Arrivals
 from tiercut.zoo import resolve
 
-POLICIES = ("static", "adaptive", "hedged", "robust", "oracle", "robust-q")
+POLICIES = ("static", "adaptive", "hedged", "robust", "oracle")  # built by name
 QUANTILE = 0.9  # "robust-q": the robust policy scoring by this quantile instead of the mean
-SHOWN = tuple(n for n in POLICIES if n != "oracle")
+
+
+def hedged_before(setting):
+    """The hedged policy as it was before the rate belief: it races only once a rate below the
+    break-even was seen and never backs up (``hedged-0``: the energy figures' reference)."""
+    local = Costs(setting.scenario).device_alone_s()
+    return HedgedPolicy(setting.table, setting.initial_bps, local,
+                        BandwidthEstimator(setting.initial_bps, window=setting.window),
+                        setting.probe_every_s, setting.hedge_window_s, setting.hedge_after,
+                        unsure_quantile=None, backup_after=None)
+
+
+VARIANTS = {  # name -> builder over the Setting
+    "hedged-0": hedged_before,
+    "robust-q": lambda s: build_policy("robust", dataclasses.replace(s, quantile=QUANTILE)),
+}
+SHOWN = ("static", "adaptive", "hedged-0", "hedged", "robust", "robust-q")
+VS_STATIC = ("adaptive", "hedged", "robust")  # mean latency over static's, per trace
+ENERGY = ("hedged", "robust")  # device energy per request over hedged-0's, per trace
+ABBREV = {"static": "st", "adaptive": "ad", "hedged-0": "h0", "hedged": "he", "robust": "ro",
+          "robust-q": "rq"}
+SYNTHETIC = ("cold", "fade", "flap")  # the names of tiercut.link.shapes' traces start so
 MAX_SEEDS = 40
 SHAPE_SEEDS = (0, 1, 2)
 
@@ -57,17 +82,19 @@ class Row(NamedTuple):
 
 
 def run_trace(setup, rate: float, duration: float, min_requests: int) -> tuple[dict, dict, int, float]:
-    lat = {n: [] for n in POLICIES}
-    joules = {n: [] for n in POLICIES}
+    names = POLICIES + tuple(VARIANTS)
+    lat = {n: [] for n in names}
+    joules = {n: [] for n in names}
     counts = []
     seed = 0
-    quantile = dataclasses.replace(setup.setting, quantile=QUANTILE)
     while seed < MAX_SEEDS and (seed < 3 or sum(counts) < min_requests):
         arrivals = Arrivals("poisson", rate)
-        results = run_policies(setup, POLICIES[:-1], arrivals, duration, seed)
-        r = setup.simulator.run(build_policy("robust", quantile), arrivals, duration, seed)
-        r.policy = POLICIES[-1]
-        for r in results + [r]:
+        results = run_policies(setup, POLICIES, arrivals, duration, seed)
+        for name, build in VARIANTS.items():
+            r = setup.simulator.run(build(setup.setting), arrivals, duration, seed)
+            r.policy = name
+            results.append(r)
+        for r in results:
             lat[r.policy].append(float(r.latency_s.sum()))
             joules[r.policy].append(float(r.energy_j.sum()))
         counts.append(len(r.latency_s))
@@ -113,8 +140,9 @@ def main() -> None:
         print(f"\n== {model}: device alone {device_s * 1e3:.0f} ms; Poisson {rate:.3g}/s; "
               f"flapping around {center / 1e6:.2f} Mbit/s")
         print(f"{'trace':26s} {'req/seed':>8s} {'seeds':>5s} " + " ".join(
-            f"{n[:2] + n[-1:] * (n[-2:-1] == '-') + '/or':>6s}" for n in SHOWN) + f" {'ro/st':>6s} {'he/st':>6s} "
-              f"{'ad/st':>6s} {'roE/heE':>7s}")
+            f"{ABBREV[n] + '/or':>6s}" for n in SHOWN) + " " + " ".join(
+            f"{ABBREV[n] + '/st':>6s}" for n in VS_STATIC) + " " + " ".join(
+            f"{ABBREV[n] + 'E/h0E':>8s}" for n in ENERGY))
         for tr in [t for t in shared + synth if not wanted or any(w in t.name for w in wanted)]:
             t0 = time.perf_counter()
             setup = prepare(sc, tr)
@@ -124,29 +152,29 @@ def main() -> None:
             vs = {k: v / lat["static"] for k, v in lat.items()}
             rows.append(Row(model, tr.name, per_seed, seeds, ratio, vs, joules))
             print(f"{tr.name[:26]:26s} {per_seed:8.1f} {seeds:5d} " + " ".join(
-                f"{ratio[n]:6.3f}" for n in SHOWN) + f" {vs['robust']:6.3f} "
-                  f"{vs['hedged']:6.3f} {vs['adaptive']:6.3f} "
-                  f"{joules['robust'] / joules['hedged']:7.2f}   ({time.perf_counter() - t0:.1f} s)")
+                f"{ratio[n]:6.3f}" for n in SHOWN) + " " + " ".join(
+                f"{vs[n]:6.3f}" for n in VS_STATIC) + " " + " ".join(
+                f"{joules[n] / joules['hedged-0']:8.2f}" for n in ENERGY)
+                  + f"   ({time.perf_counter() - t0:.1f} s)")
     print("\n== summary (within 10% of the oracle; worst mean latency over static's; device "
-          "energy per request of robust over hedged)")
+          "energy per request over the hedged policy's before the belief, hedged-0)")
     for model in args.models.split(","):
         for label, keep in (("all", lambda r: True),
-                            ("shared", lambda r: not r.trace.split("-")[0] in
-                             ("cold", "fade", "flap")),
-                            ("synthetic", lambda r: r.trace.split("-")[0] in
-                             ("cold", "fade", "flap"))):
+                            ("shared", lambda r: r.trace.split("-")[0] not in SYNTHETIC),
+                            ("synthetic", lambda r: r.trace.split("-")[0] in SYNTHETIC)):
             rs = [r for r in rows if r.model == model and keep(r)]
             if not rs:
                 continue
             close = {n: sum(r.ratio[n] <= 1.10 for r in rs) for n in SHOWN}
             worst = {n: max(r.vs_static[n] for r in rs) for n in SHOWN[1:]}
-            energy = [r.energy["robust"] / r.energy["hedged"] for r in rs]
+            energy = {n: [r.energy[n] / r.energy["hedged-0"] for r in rs] for n in ENERGY}
             req = [r.requests for r in rs]
             print(f"{model} [{label}, {len(rs)} traces]: within 10% of oracle: " + ", ".join(
                 f"{n} {close[n]}" for n in SHOWN) + "; worst vs static: " + ", ".join(
-                f"{n} x{worst[n]:.3f}" for n in worst) + f"; energy robust/hedged mean "
-                  f"x{statistics.fmean(energy):.2f} (x{min(energy):.2f}-x{max(energy):.2f}); "
-                  f"requests per trace and seed {min(req):.0f}-{max(req):.0f}, seeds "
+                f"{n} x{worst[n]:.3f}" for n in worst) + "; energy over hedged-0: " + ", ".join(
+                f"{n} x{statistics.fmean(e):.2f} (x{min(e):.2f}-x{max(e):.2f})"
+                for n, e in energy.items())
+                  + f"; requests per trace and seed {min(req):.0f}-{max(req):.0f}, seeds "
                   f"{min(r.seeds for r in rs)}-{max(r.seeds for r in rs)}")
 
 

@@ -212,10 +212,12 @@ def test_break_even_rate():
 
 # --- the simulator ------------------------------------------------------------------------------
 
-def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
-    """40 Mbit/s with two 3 s outages: until the first, nothing is hedged (the same requests
-    as the adaptive policy's); after it, remote requests are hedged, and those sent into the
-    second outage finish in about the all-device time instead of waiting it out."""
+def test_hedged_policy_backs_up_a_sure_link_and_races_after_a_slow_spell():
+    """40 Mbit/s with two 3 s outages. Until the first, the belief is sure of the link: each
+    remote request carries a backup that never has to run (the adaptive policy's latencies
+    and, to a microjoule, its energy). The first outage's requests are answered by their
+    backups within about the prediction plus the all-device time; after it, remote requests
+    are raced, and those sent into the second outage finish in about the all-device time."""
     from tiercut.planner import baseline
 
     sc = three_tiers(0)
@@ -228,7 +230,9 @@ def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
     adaptive = setup.simulator.run(build_policy("adaptive", setup.setting), times, 60.0)
     before = times < 20.0
     assert hedged.latency_s[before].tolist() == adaptive.latency_s[before].tolist()
-    assert hedged.energy_j[before].tolist() == adaptive.energy_j[before].tolist()
+    assert np.abs(hedged.energy_j[before] - adaptive.energy_j[before]).max() < 1e-6
+    first = (times >= 20.0) & (times < 23.0)
+    assert hedged.latency_s[first].max() < 2 * local < adaptive.latency_s[first].max()
     second = (times >= 40.0) & (times < 43.0)
     assert hedged.hedged > 0 and hedged.local_wins > 0
     assert hedged.latency_s[second].max() < 2 * local < adaptive.latency_s[second].max()
@@ -236,6 +240,34 @@ def test_hedged_policy_hedges_only_after_a_slow_spell_and_beats_an_outage():
     assert hedged.energy_j.sum() > adaptive.energy_j.sum()  # the device's redundant work
     summary = hedged.summary()
     assert summary["hedged"] == hedged.hedged and summary["local_wins"] == hedged.local_wins
+
+
+def test_hedged_policy_races_a_cold_start_into_an_outage():
+    """No sample yet, a guess of 12 Mbit/s, and the link gone for 20 s from 0.55 s: the first
+    request is raced or backed up by the device (the belief's wide prior) and answered within
+    about the prediction plus the all-device time, where the policy from before the belief
+    (``unsure_quantile=None``: it had seen no slow rate, and nothing backs up) waits the
+    outage out."""
+    from tiercut.adapt.costs import Costs
+    from tiercut.adapt.estimators import BandwidthEstimator
+    from tiercut.adapt.policies import HedgedPolicy
+    from tiercut.planner import baseline
+
+    sc = three_tiers(0)
+    trace = BandwidthTrace((0.0, 0.55, 20.55), (12e6, 0.0, 12e6))
+    setup = prepare(sc, trace)
+    s = dataclasses.replace(setup.setting, initial_bps=12e6)
+    local = setup.simulator.costs(baseline(sc, "device")).latency_at(1.0)
+    assert s.table.best(12e6) is not s.table.best(1e3)  # the guess says send
+    times = np.array([0.5, 4.0, 8.0])
+    new = setup.simulator.run(build_policy("hedged", s), times, 30.0)
+    old = HedgedPolicy(s.table, 12e6, Costs(sc).device_alone_s(), BandwidthEstimator(12e6),
+                       unsure_quantile=None, backup_after=None)
+    before = setup.simulator.run(old, times, 30.0)
+    assert new.hedged >= 1 and new.local_wins >= 1
+    assert new.latency_s[0] < 2 * local
+    assert before.latency_s[0] > 10.0  # waited for the link
+    assert new.latency_s.mean() < before.latency_s.mean() / 3
 
 
 def test_a_delayed_hedge_runs_the_device_only_for_late_answers():
@@ -271,6 +303,10 @@ def test_hedge_window_and_delay_are_checked():
     table = prepare(three_tiers(0), BandwidthTrace((0.0,), (1e6,))).setting.table
     with pytest.raises(PolicyError, match="hedge delay nan must be a number >= 0"):
         HedgedPolicy(table, 1e6, 1.0, after=math.nan)
+    with pytest.raises(PolicyError, match="hedge delay -0.5 must be a number >= 0"):
+        HedgedPolicy(table, 1e6, 1.0, backup_after=-0.5)
+    with pytest.raises(ValueError, match="quantile 1.5 must be a number strictly between"):
+        HedgedPolicy(table, 1e6, 1.0, unsure_quantile=1.5)
 
 
 @pytest.mark.slow
@@ -296,7 +332,7 @@ def test_a_hedged_request_to_an_unreachable_host_is_answered_by_the_device(one_t
 def test_the_hedged_policy_races_only_a_device_with_time_to_spare():
     """After a slow spell a remote plan is raced while requests come seldom, and not once they
     come faster than twice its predicted latency (the device's redundant runs would queue
-    them)."""
+    them): then it is only backed up."""
     from tiercut.adapt.policies import HedgedPolicy
 
     sc = three_tiers(0)
@@ -309,11 +345,14 @@ def test_the_hedged_policy_races_only_a_device_with_time_to_spare():
     expected = next(e for e in table.entries if e.plan is p).cost(40e6)
     assert expected > 0.01 and policy.break_even[id(p)] > 0  # a remote plan
     assert policy.next_plan(10.0 + 10 * expected) is p and policy.hedge  # seldom: raced
+    assert policy.hedge_after_s == 0.0
     t = 10.0 + 10 * expected
     for _ in range(60):  # arrivals at 1.5x its latency
         t += 1.5 * expected
         assert policy.next_plan(t) is p
-    assert not policy.hedge
+    # no race: a backup, started only once the answer is late against the prediction
+    assert policy.hedge and policy.hedge_after_s == pytest.approx(
+        expected - policy._device_s[id(p)])
 
 
 def test_the_devices_stages_run_on_the_executor_given(one_thread):
