@@ -211,3 +211,52 @@ def test_a_probe_into_a_stalled_link_reports_a_bound_and_returns_in_time():
                 assert policy.bandwidth.estimate_bps <= PROBE_BITS / 0.3  # dropped from 40 Mbit/s
     finally:
         server.stop(0)
+
+
+@pytest.mark.slow
+def test_probes_go_out_during_a_long_device_run_and_the_next_request_goes_remote():
+    """A guess of 10 kbit/s keeps the first ResNet-50 request on the device; while it computes
+    (hundreds of ms on one thread), the idle link is probed through a 20 Mbit/s shaped link,
+    the estimate rises to about that, and the next request is sent to the edge. Both answers
+    are the model's, bit for bit; a probe under way when the run ends is cancelled unreported."""
+    from tiercut.adapt.client import AdaptiveClient
+    from tiercut.link.shaper import ShapingProxy
+    from tiercut.measure.predict import scale_profile
+    from tiercut.measure.profiler import ProfileSettings, profile_model
+    from tiercut.planner import Host, Scenario, parse_link
+    from tiercut.planner.table import build_table
+    from tiercut.runtime.launch import serve_in_thread
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server runs: same kernels, bit-equal answers
+    from tiercut.zoo import resolve
+
+    entry = resolve("resnet50")
+    model = entry.build()
+    x = entry.example_inputs()
+    server = serve_in_thread(["resnet50"], threads=1)
+    try:
+        with torch.inference_mode():
+            expected = model(*x)
+        prof = profile_model(model, x, name="resnet50",
+                             settings=ProfileSettings(threads=1, repeat=1, warmup=0))
+        hosts = tuple(Host(t, t, scale_profile(prof, s, t)) for t, s in (("device", 0.1),
+                                                                         ("edge", 1.0)))
+        sc = Scenario(("device", "edge"), hosts, {("device", "edge"): parse_link("20mbit,5ms")})
+        table = build_table(sc, low_bps=1e3, high_bps=1e10)
+        assert table.best(1e4).hosts["edge"] is None  # the guess keeps it on the device
+        assert table.best(20e6).hosts["edge"] is not None  # the link as it is sends it
+        with ShapingProxy.in_thread(to=server.endpoint, rate_bps=20e6, delay_s=0.005) as proxy:
+            policy = AdaptivePolicy(table, initial_bps=1e4, probe_every_s=0.02)
+            with AdaptiveClient(policy, {"edge": "%s:%d" % proxy.address[:2]},
+                                latency_s=0.005, deadline_s=60.0) as client:
+                out, m, first = client.infer(*x)
+                assert torch.equal(out, expected) and first.hosts["edge"] is None
+                assert client.probes >= 1 and not client.probe_errors
+                assert 5e6 < policy.bandwidth.estimate_bps < 60e6
+                out, m, second = client.infer(*x)
+                assert torch.equal(out, expected) and second.hosts["edge"] is not None
+                assert not m.fallback and client.switches == 1
+    finally:
+        torch.set_num_threads(threads)
+        server.stop(0)

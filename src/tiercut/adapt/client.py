@@ -11,21 +11,27 @@ come back by then is reported as one still under way (a bound on the rate).
 Idle probes: a plan that keeps everything on the device sends nothing, so the bandwidth
 estimate would never move again. Between requests, ``idle(seconds)`` waits and, whenever the
 policy asks for one (``Policy.next_probe``), sends a probe of PROBE_BITS up the device's first
-hop and reports its rate like a transfer. A probe is the tier server's ``Probe`` call, made
+hop and reports its rate like a transfer; and while a request runs a plan that sends nothing
+(the link idle through a long device run) they go out meanwhile, so that the next request
+goes remote as soon as the link is back. A probe is the tier server's ``Probe`` call, made
 twice: empty, then carrying the padding; the difference of their round trips is the padding's
 transfer time, with the latency and the per-call costs (which a slow or CPU-capped device
 pays too) taken out.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..planner.plan import Plan
 from .costs import plan_key
 from .estimators import PROBE_BITS, Observation, samples
 from .policies import Policy
+
+MIN_PROBE_WAIT_S = 0.05  # a probe during a device run waits at least this long for its answer
 
 
 class AdaptiveClient:
@@ -41,6 +47,7 @@ class AdaptiveClient:
         self.plans: list[Plan] = []  # the plan each request ran on
         self.switches = 0
         self.probes = 0
+        self.probe_errors: list[BaseException] = []  # probes during device runs that failed
         self._probe_channels: dict[str, Any] = {}
         self._t0 = clock()
 
@@ -70,8 +77,10 @@ class AdaptiveClient:
         p = self.policy.next_plan(now)
         if self.plans and plan_key(self.plans[-1]) != plan_key(p):
             self.switches += 1
-        output, m = self.client_for(p).infer(*inputs, hedge=self.policy.hedge,
-                                             hedge_after_s=self.policy.hedge_after_s)
+        client = self.client_for(p)
+        with self._probing(p):
+            output, m = client.infer(*inputs, hedge=self.policy.hedge,
+                                     hedge_after_s=self.policy.hedge_after_s)
         self.plans.append(p)
         s = samples(m, p.tier_seconds, self.latency_s)
         done = self.clock() - self._t0
@@ -88,6 +97,44 @@ class AdaptiveClient:
                                                 done=False))
         return output, m, p
 
+    @contextlib.contextmanager
+    def _probing(self, p: Plan) -> Iterator[None]:
+        """While a plan that sends nothing computes on the device, the link is idle: the probes
+        the policy asks for go out meanwhile (a thread of their own), so that a link back from
+        an outage is seen during a long device run, not only after it, and the next request
+        can go remote as soon as that pays. The policy is touched by that thread alone until
+        the run ends (the caller waits in ``infer``); a probe still under way then is
+        cancelled, unreported (one that takes the whole probe interval is reported as a bound
+        first, as ``idle`` does)."""
+        every = getattr(self.policy, "probe_every_s", math.inf)  # (a policy need not probe)
+        if len([h for h in p.hosts.values() if h is not None]) > 1 or not math.isfinite(every):
+            yield
+            return
+        done = threading.Event()
+
+        def send() -> None:
+            while not done.is_set():
+                due = self.policy.next_probe()
+                if due <= self.now():
+                    try:
+                        self.probe(timeout_s=max(every, MIN_PROBE_WAIT_S), stop=done)
+                    except Exception as exc:  # noqa: BLE001 (reported after the run)
+                        failed.append(exc)
+                        return
+                else:
+                    done.wait(min(due - self.now(), every) if math.isfinite(due) else every)
+
+        failed: list[BaseException] = []
+        thread = threading.Thread(target=send, name="tiercut-probe", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()  # wakes the thread, and cancels a probe under way
+            thread.join()
+        if failed:
+            self.probe_errors.append(failed[0])
+
     def now(self) -> float:
         """The policy's clock: seconds since this client was made."""
         return self.clock() - self._t0
@@ -102,10 +149,12 @@ class AdaptiveClient:
         first = next((k for k in self.dial if isinstance(k, tuple)), None)
         return self._endpoint(*first) if first else next(iter(self.dial.values()))
 
-    def probe(self, endpoint: str | None = None, timeout_s: float | None = None) -> Observation:
+    def probe(self, endpoint: str | None = None, timeout_s: float | None = None,
+              stop: threading.Event | None = None) -> Observation | None:
         """Send one probe now and report it to the policy. One that has not crossed within
         ``timeout_s`` is reported as a transfer still under way (the link is slower than its
-        bits over that time: ``Observation.done`` False), and the wait ends there."""
+        bits over that time: ``Observation.done`` False), and the wait ends there. ``stop``
+        set while it is under way cancels it: nothing is reported, and None returned."""
         import grpc
 
         endpoint = endpoint or self.first_hop()
@@ -120,9 +169,11 @@ class AdaptiveClient:
         t1 = None
         done = True
         try:
-            call(empty, timeout=timeout_s, metadata=metadata)
+            _call(call, empty, timeout_s, metadata, stop)
             t1 = self.clock()
-            call(padded, timeout=max(timeout_s - (t1 - t0), 1e-3), metadata=metadata)
+            _call(call, padded, max(timeout_s - (t1 - t0), 1e-3), metadata, stop)
+        except _Cancelled:
+            return None
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
@@ -181,3 +232,22 @@ class AdaptiveClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _call(call: Any, request: Any, timeout_s: float, metadata: Any,
+          stop: threading.Event | None) -> Any:
+    """A unary call, blocking; with ``stop``, cancelled (grpc CANCELLED) once that is set."""
+    if stop is None:
+        return call(request, timeout=timeout_s, metadata=metadata)
+    future = call.future(request, timeout=timeout_s, metadata=metadata)
+    ended = threading.Event()
+    future.add_done_callback(lambda _: ended.set())
+    while not ended.wait(0.01):  # stop is checked each 10 ms; the answer wakes at once
+        if stop.is_set():
+            future.cancel()
+            raise _Cancelled
+    return future.result()
+
+
+class _Cancelled(Exception):
+    """A probe's call cancelled by its ``stop`` event."""
