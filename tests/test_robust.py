@@ -39,6 +39,11 @@ def test_a_cold_belief_is_wide_and_a_steady_link_earns_a_narrow_one():
     assert steady.spread(now + 0.1) < flap.spread(flap.last_t + 0.1) / 1.5
     assert steady.median_bps(now + 0.1) == pytest.approx(20e6, rel=0.05)
     assert steady.drift < cold.drift  # learnt: this link hardly moves
+    # two minutes of it: the prior's drift has faded with the evidence, so the belief is
+    # sure of the rate to about 30% (it was 2.3x either way while the prior stayed a floor)
+    long = fed(RateBelief(10e6), [45e6] * 120)
+    t = long.last_t + 0.5
+    assert 30e6 < long.quantile_bps(t, 0.1) < 45e6 < long.quantile_bps(t, 0.9) < 65e6
 
 
 def test_age_and_flapping_widen_the_belief_and_stale_history_is_the_prior():

@@ -6,12 +6,13 @@ here is a distribution of the device link's rate *now*, in log-rate (rates are p
 their changes multiplicative):
 
 * each recent sample (finished transfer or probe) is a component centred on its log-rate,
-  with variance ``noise_var + D · age``, its age counted from the middle of the transfer: what the link did then says less about now the
-  longer ago it was (a random walk of log-rate with diffusion ``D`` per second);
+  with variance ``noise_var + D · age``, its age counted from the middle of the transfer:
+  what the link did then says less about now the longer ago it was (a random walk of log-rate with diffusion ``D`` per second);
 * ``D`` is learnt from the link itself: pooled squared log-rate changes between consecutive
-  samples over their time gaps (fading over ``window_s``), with ``prior_drift`` per second
-  worth ``prior_seconds`` of evidence added, so that a steady link soon earns a narrow belief and a
-  flapping one keeps a wide one;
+  samples over their time gaps (fading over ``window_s``), starting from ``prior_drift`` per
+  second worth ``prior_seconds`` of evidence, which fades as observed changes do: a steady link
+  soon earns a narrow belief and keeps it (no floor left by the prior), a flapping one keeps a
+  wide one;
 * components are weighted by the inverse of their variance (newer samples count more; on a
   link whose samples are far apart in time all count almost alike, which for a flapping link
   is its marginal: the share of the time it was bad);
@@ -64,8 +65,9 @@ class RateBelief:
         self.window_s, self.noise_var, self.min_bits = float(window_s), noise_var, min_bits
         self.prior_log = math.log(initial_bps) if initial_bps else math.log(1e6)
         self.prior_var = (math.log(prior_spread) / _Z90) ** 2
-        self._prior = (prior_drift * prior_seconds, float(prior_seconds))
-        self._sq = self._dt = 0.0  # pooled squared changes and their seconds (fading)
+        # pooled squared changes and their seconds, fading; they start as the prior's evidence,
+        # which fades as observed changes do (a steady link's belief narrows for good)
+        self._sq, self._dt = prior_drift * prior_seconds, float(prior_seconds)
         self.samples: deque[tuple[float, float]] = deque(maxlen=max_samples)  # (t, log rate)
         self._bound: tuple[float, float] | None = None  # (t, log rate) of a transfer under way
         self.last_t = -math.inf  # the newest sample (idle probes are due from it)
@@ -73,7 +75,7 @@ class RateBelief:
     @property
     def drift(self) -> float:
         """Learnt log-rate variance per second (``D``)."""
-        return (self._prior[0] + self._sq) / (self._prior[1] + self._dt)
+        return self._sq / self._dt
 
     def add(self, bits: float, seconds: float, now: float) -> None:
         """One finished transfer of ``bits`` in ``seconds``, observed at ``now``."""
