@@ -31,8 +31,9 @@ def simulate_cmd(
                                               "factor>' per line for --load-tier"),
     load_tier: str = typer.Option("edge", "--load-tier", help="the tier whose load varies"),
     arrivals: str = typer.Option("poisson:5/s", "--arrivals", help="poisson:R/s or periodic:R/s"),
-    policy: str = typer.Option("static,adaptive,loadaware,oracle", "--policy",
-                               help="comma list of static, adaptive, hedged, loadaware, dads, "
+    policy: str = typer.Option("static,adaptive,robust,loadaware,oracle", "--policy",
+                               help="comma list of static, adaptive, hedged, robust (the one to "
+                                    "deploy on links not seen before), loadaware, dads, "
                                     "lyapunov, oracle"),
     duration: str = typer.Option("600s", "--duration", help="simulated time, like 600s or 10m"),
     trace_scale: float = typer.Option(1.0, "--trace-scale", help="multiply the trace's rates"),

@@ -31,8 +31,10 @@ of arrivals that find a backlog: Poisson arrivals see time averages); each waits
 W the simulator passes (``backlog_s``; none for a request at the head of the queue) plus
 about b/2, or takes its best way around the resource: for the device's processor at most
 local_s (λ·b·min(W + b/2, local_s)/(1 - ρ)); for
-the link what the link is worth at that rate, local_s less the best plan's latency (0 where
-the device alone is best: a link held through an outage costs the others nothing). The option
+the link what the link is worth at that rate to a request that finds the device's backlog W:
+W + local_s less the best remote plan's latency (0 where the device alone is best: a link held
+through an outage costs the others nothing; but with work queued on the device the link is
+what lets a request go around it). The option
 with the least expected score wins, or with ``quantile`` q the least q-quantile of the score.
 Ties go to a backup at the 10% rate, then the median, then a race.
 
@@ -136,10 +138,12 @@ class RobustPolicy(Policy):
         if self._local is not None:
             keys.add(self._local)
         order = [k for k in self._plans if k in keys]  # the table's order: ties repeat
-        # what the link is worth to a request at each rate: the device alone's latency less
-        # the best plan's (0 where the device alone is best: the link is then worth nothing)
-        gains = [max(self.local_s - min(self._plans[k][0].cost(r) for k in order), 0.0)
-                 for r, _ in points]
+        remote = any(self._plans[k][2] > 0.0 for k in order)
+        # what the link is worth at each rate to a request that finds the backlog: waiting it
+        # out and the device alone, less the best remote plan (0 where that is no faster)
+        gains = [max(self.local_s + self._wait - min(self._plans[k][0].cost(r)
+                                                     for k in order if self._plans[k][2] > 0.0),
+                     0.0) if remote else 0.0 for r, _ in points]
         late = [weighted_quantile(points, q) for q in LATE_QUANTILES]
         best = None
         for k in order:
