@@ -223,18 +223,9 @@ class ReplicaPipeline:
         if self.client_kw.get("security") is not None:
             return
 
-        async def answers(address: str) -> str | None:
-            channel = grpc.aio.insecure_channel(address, options=channel_options())
-            try:
-                reply = await pb_grpc.TierServerStub(channel).Health(pb.HealthRequest(),
-                                                                     timeout=timeout_s)
-                return None if reply.status == pb.HealthReply.SERVING else "is not serving"
-            except grpc.aio.AioRpcError as exc:
-                return f"does not answer ({exc.code().name}: {(exc.details() or '')[:80]})"
-            finally:
-                await channel.close()
         checks = [(k, e) for k, r in enumerate(self.stages, start=1) for e in r]
-        found = await asyncio.gather(*(answers(self.dial(None, e)) for _, e in checks))
+        found = await asyncio.gather(*(health(self.dial(None, e), timeout_s)
+                                       for _, e in checks))
         bad = [f"stage {k} ({self.plan.tiers[k]}) replica {e} {why}"
                for (k, e), why in zip(checks, found) if why]
         if bad:
@@ -246,3 +237,16 @@ class ReplicaPipeline:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+async def health(address: str, timeout_s: float = 10.0) -> str | None:
+    """None when the tier server at ``address`` answers Health as serving; else why not."""
+    channel = grpc.aio.insecure_channel(address, options=channel_options())
+    try:
+        reply = await pb_grpc.TierServerStub(channel).Health(pb.HealthRequest(),
+                                                             timeout=timeout_s)
+        return None if reply.status == pb.HealthReply.SERVING else "is not serving"
+    except grpc.aio.AioRpcError as exc:
+        return f"does not answer ({exc.code().name}: {(exc.details() or '')[:80]})"
+    finally:
+        await channel.close()

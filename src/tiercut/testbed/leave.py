@@ -5,8 +5,8 @@ The cluster of ``cluster.py`` streams its frames in chunks, several in flight. W
 second chunk is under way, one node of the plan is killed (SIGKILL: no goodbye). Frames on it
 fail over to another replica of its stage, or are finished here (the runtime's fallback);
 every answer is still checked against the whole model's. After each chunk, the replicas that
-were chosen for a frame and did not compute it (``StreamResult.absent``) are taken out, and
-the cluster planner plans the rest of the stream on the nodes left.
+were chosen for a frame and did not compute it (``StreamResult.absent``) and no longer answer
+Health are taken out, and the cluster planner plans the rest of the stream on the nodes left.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from ..cluster import ClusterPlan, plan_cluster
 from ..planner import Link
+from ..runtime.replicas import health
 from .cluster import check, cluster_nodes, pipeline_for, workload
 
 
@@ -66,7 +67,11 @@ def run_with_a_node_leaving(model: str = "squeezenet1_1", caps: Sequence[float] 
             result.frames += len(got.outputs)
             result.fell_back += got.fell_back
             result.failed_over += got.failed_over
-            gone = {nodes.name_of(a) for a in got.absent}
+            # a frame finished here counts every replica chosen for it absent, the healthy
+            # ones after the node that failed too (and, on a loaded machine, a slow one):
+            # only a node that no longer answers Health has left
+            absent = {nodes.name_of(a) for a in got.absent}
+            gone = {n for n in absent if asyncio.run(health(nodes.endpoint.get(n, n), 2.0))}
             result.absent.append(gone)
             if gone & set(alive):
                 alive = [n for n in alive if n not in gone]
