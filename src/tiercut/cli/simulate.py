@@ -49,9 +49,10 @@ def simulate_cmd(
     hedge_window: float = typer.Option(60.0, "--hedge-window", help="seconds the hedged "
                                        "policy remembers the link's slowest and fastest rates"),
     hedge_after: float = typer.Option(0.0, "--hedge-after", help="the hedged policy starts "
-                                      "the device's run of a remote plan once the answer is "
-                                      "this fraction of the plan's predicted latency late (0: "
-                                      "at once; more: less device energy)"),
+                                      "a race's device run once the answer is this fraction "
+                                      "of the plan's predicted latency late (0: at once; more: "
+                                      "less device energy; a request not raced is backed up "
+                                      "once it is late against its prediction)"),
     private_input: Optional[str] = typer.Option(None, "--private-input", help="N or NODE: "
                                                 "every plan keeps the input, and the first N "
                                                 "nodes (or NODE and its ancestors), on the "
