@@ -88,6 +88,17 @@ def scenario(profile, tiers: tuple[str, ...] = ("device", "edge", "cloud"),
     return Scenario(tiers, hosts, {k: v for k, v in links.items() if set(k) <= set(tiers)})
 
 
+def measured(model: str, trace: BandwidthTrace):
+    """``model`` profiled here (1 thread, repeat 3), its scenario, and the device alone's
+    latency in it (the arrival rates are set from that)."""
+    entry = resolve(model)
+    prof = profile_model(entry.build(), entry.example_inputs(), name=model,
+                         settings=ProfileSettings(threads=1, repeat=3))
+    sc = scenario(prof)
+    device_s = prepare(sc, trace).simulator.costs(baseline(sc, "device")).latency_at(1e6)
+    return prof, sc, device_s
+
+
 def traces(quick: bool) -> list[BandwidthTrace]:
     pens = sorted((TRACES / "pensieve-cooked/src/cooked_test_traces").glob("norway_*"))
     fcc = sorted((TRACES / "pensieve-cooked/src/cooked_traces").glob("trace_*"))
@@ -178,12 +189,7 @@ def main() -> None:
     all_traces = traces(args.quick)
     summary, load_summary = [], []
     for model in args.models.split(","):
-        entry = resolve(model)
-        prof = profile_model(entry.build(), entry.example_inputs(), name=model,
-                             settings=ProfileSettings(threads=1, repeat=3))
-        sc = scenario(prof)
-        first = prepare(sc, all_traces[0])
-        device_s = first.simulator.costs(baseline(sc, "device")).latency_at(1e6)
+        prof, sc, device_s = measured(model, all_traces[0])
         rate = args.rate or args.load / device_s
         print(f"\n== {model}: whole model {prof.total_latency_s * 1e3:.1f} ms here; device x0.1 "
               f"({device_s * 1e3:.0f} ms alone), edge x1, cloud x5; Poisson {rate:.3g}/s")

@@ -31,17 +31,14 @@ from typing import NamedTuple
 
 import torch
 
-from adapt_policies import scenario, traces
+from adapt_policies import measured, traces
 from tiercut.adapt.costs import Costs
 from tiercut.adapt.estimators import BandwidthEstimator
 from tiercut.adapt.policies import HedgedPolicy, break_even_bps, build_policy
 from tiercut.link import shapes
 from tiercut.link.traces import BandwidthTrace
-from tiercut.measure.profiler import ProfileSettings, profile_model
-from tiercut.planner import baseline
 from tiercut.sim.run import prepare, run_policies
 from tiercut.sim.simulator import Arrivals
-from tiercut.zoo import resolve
 
 POLICIES = ("static", "adaptive", "hedged", "robust", "oracle")  # built by name
 QUANTILE = 0.9  # "robust-q": the robust policy scoring by this quantile instead of the mean
@@ -127,12 +124,7 @@ def main() -> None:
     shared = traces(args.quick and not wanted)
     rows: list[Row] = []
     for model in args.models.split(","):
-        entry = resolve(model)
-        prof = profile_model(entry.build(), entry.example_inputs(), name=model,
-                             settings=ProfileSettings(threads=1, repeat=3))
-        sc = scenario(prof)
-        first = prepare(sc, shared[0])
-        device_s = first.simulator.costs(baseline(sc, "device")).latency_at(1e6)
+        _, sc, device_s = measured(model, shared[0])
         rate = args.load / device_s
         wide = prepare(sc, BandwidthTrace((0.0, 1.0), (1e5, 1e9), "wide"))  # 1 kbit/s-2 Gbit/s
         center = center_bps(wide)

@@ -11,7 +11,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from tiercut.errors import TraceError, UnknownModelError  # noqa: E402
-from tiercut.graph.split import run_stages, split  # noqa: E402
+from test_capture import every_cut_equals_whole  # noqa: E402
 from tiercut.graph.trace import trace  # noqa: E402
 from tiercut.zoo import hf_model, resolve  # noqa: E402
 from tiercut.zoo.hf import wrap  # noqa: E402
@@ -20,20 +20,12 @@ logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def _every_cut(entry):
+    """Every cut's two-stage run equals the model bit for bit, as a ModelOutput of the same
+    type with the same keys (test_capture's check); the graph and the model's own output."""
     model, args = entry.build(), entry.example_inputs()
-    graph = trace(model, args, name=entry.name)
+    graph = every_cut_equals_whole(model, args, trace(model, args, name=entry.name))
     with torch.inference_mode():
-        ref = model(*args)
-    names = [n.name for n in graph.compute_nodes]
-    for cut in range(len(names) + 1):
-        stages = split(graph, {n: int(i >= cut) for i, n in enumerate(names)})
-        with torch.inference_mode():
-            out = run_stages(graph, stages, *args)
-        assert type(out) is type(ref), (cut, type(out), type(ref))
-        assert list(out.keys()) == list(ref.keys())
-        for key in ref.keys():  # the same ops on the same values: bit for bit, no tolerance
-            assert torch.equal(out[key], ref[key]), (cut, names[cut - 1] if cut else None, key)
-    return graph, ref
+        return graph, model(*args)
 
 
 @pytest.mark.parametrize("spec, output, keys", [

@@ -111,6 +111,7 @@ class AdaptiveClient:
             yield
             return
         done = threading.Event()
+        failed: list[BaseException] = []
 
         def send() -> None:
             while not done.is_set():
@@ -124,7 +125,6 @@ class AdaptiveClient:
                 else:
                     done.wait(min(due - self.now(), every) if math.isfinite(due) else every)
 
-        failed: list[BaseException] = []
         thread = threading.Thread(target=send, name="tiercut-probe", daemon=True)
         thread.start()
         try:
@@ -236,7 +236,7 @@ class AdaptiveClient:
 
 def _call(call: Any, request: Any, timeout_s: float, metadata: Any,
           stop: threading.Event | None) -> Any:
-    """A unary call, blocking; with ``stop``, cancelled (grpc CANCELLED) once that is set."""
+    """A unary call, blocking; with ``stop``, cancelled once that is set (``_Cancelled``)."""
     if stop is None:
         return call(request, timeout=timeout_s, metadata=metadata)
     future = call.future(request, timeout=timeout_s, metadata=metadata)

@@ -87,17 +87,10 @@ class OnnxStage:
     def load(cls, path: str | os.PathLike, stage: Stage,
              threads: int | None = None) -> "OnnxStage":
         """A session on the ONNX file at ``path`` for ``stage`` (threads=None: ORT's default)."""
-        import onnxruntime as ort
+        from ..onnxgraph.split import session as ort_session
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3  # errors only
-        try:
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:  # (pool threads spin, as this backend's sessions always have)
+            session = ort_session(str(path), threads, spin=True)
         except Exception as exc:
             raise BackendError(
                 f"stage {stage.index}: onnxruntime cannot load {path}: {exc}") from exc

@@ -53,7 +53,8 @@ class StreamResult:
     utilisation: dict[str, float] = field(default_factory=dict)  # server -> busy share
     frames_per_replica: dict[str, int] = field(default_factory=dict)  # chosen replica -> n
     done_s: list[float] = field(default_factory=list)  # each answer's time from the start, sorted
-    # replicas chosen for a frame that did not compute it (gone: it failed over or fell back)
+    # replicas chosen for a frame that did not compute it (it failed over or fell back): the
+    # one that failed, and for a frame finished here the healthy ones after it too
     absent: set[str] = field(default_factory=set)
 
     @property

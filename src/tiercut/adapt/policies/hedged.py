@@ -6,8 +6,8 @@ A remote plan is raced from the start when the link may be slower than the plan'
 rate (where the device alone would have been faster): it was, within the last
 ``hedge_window_s``, or the rate belief (``uncertainty.RateBelief``: no history at a cold start,
 stale history, the spread of recent samples) puts ``UNSURE_QUANTILE`` of its weight below that
-rate. Otherwise it carries a backup: the device's run starts once the answer is
-``BACKUP_AFTER`` predicted latencies overdue from the end of the device's own part, and not at
+rate. Otherwise it carries a backup: the device's run starts ``BACKUP_AFTER`` times the plan's
+predicted time away after the device's own part ends (1: when the answer is due), and not at
 all if the answer comes first, so a link that fails as no sample foretold (a fade, an outage
 right after a fast sample) costs about the prediction plus the all-device time, not the
 outage. Instead of keeping a request on the device, the plan for the best rate seen in the
@@ -41,7 +41,9 @@ ARRIVAL_ALPHA = 0.1  # EWMA weight of the newest time between arrivals
 # race when the belief puts this much of its weight below the plan's break-even rate (a cold
 # start's prior, a factor of 10 either way 9 times out of 10, always does)
 UNSURE_QUANTILE = 0.3
-BACKUP_AFTER = 1.0  # a backup starts once the answer is this many predicted latencies late
+# a backup's device run starts this many times the plan's predicted time away (its latency
+# less the device's own part) after that part ends: 1, when the answer is due
+BACKUP_AFTER = 1.0
 
 
 class HedgedPolicy(AdaptivePolicy):
@@ -110,9 +112,8 @@ class HedgedPolicy(AdaptivePolicy):
                 self._costed, self._expected = (p, bw), self.entries[id(p)].cost(bw)
             expected = self._expected
             spare = not self._gap or expected < HEDGE_BUSY * self._gap
-            unsure = self.range.lowest(now) < rate or (
-                self.belief is not None and self.belief.quantile_bps(now, self.unsure) < rate)
-            if spare and unsure:
+            if spare and (self.range.lowest(now) < rate or (  # (the belief asked only then)
+                    self.belief is not None and self.belief.quantile_bps(now, self.unsure) < rate)):
                 self.hedge, self.hedge_after_s = True, self.after * expected
             elif self.backup_after is not None:
                 self.hedge = True

@@ -138,12 +138,12 @@ class RobustPolicy(Policy):
         if self._local is not None:
             keys.add(self._local)
         order = [k for k in self._plans if k in keys]  # the table's order: ties repeat
-        remote = any(self._plans[k][2] > 0.0 for k in order)
+        remote = [self._plans[k][0] for k in order if self._plans[k][2] > 0.0]
         # what the link is worth at each rate to a request that finds the backlog: waiting it
         # out and the device alone, less the best remote plan (0 where that is no faster)
-        gains = [max(self.local_s + self._wait - min(self._plans[k][0].cost(r)
-                                                     for k in order if self._plans[k][2] > 0.0),
-                     0.0) if remote else 0.0 for r, _ in points]
+        waited = self.local_s + self._wait
+        gains = [max(waited - min(e.cost(r) for e in remote), 0.0) if remote else 0.0
+                 for r, _ in points]
         late = [weighted_quantile(points, q) for q in LATE_QUANTILES]
         best = None
         for k in order:
