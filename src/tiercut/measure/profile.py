@@ -125,15 +125,7 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ProfileError(f"profile file {str(path)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"{path}: not valid JSON ({exc})") from None
-        except OSError as exc:
-            raise ProfileError(f"cannot read profile file {str(path)!r}: {exc.strerror}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "profile file"), source=str(path))
 
 
 def _require(data: dict, fields: tuple[str, ...], where: str) -> None:
@@ -257,3 +249,16 @@ def _lists(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_lists(v) for v in value]
     return value
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON in the file at ``path`` (``what`` it is, for the errors), or a ProfileError
+    saying that it does not exist, cannot be read or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{what} {str(path)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ProfileError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ProfileError
-from .profile import ModelInput, Profile
+from .profile import ModelInput, Profile, read_json
 from .profiler import ProfileSettings, profile_model
 
 FORMAT = "tiercut-sized-profiles/1"
@@ -137,13 +137,7 @@ class SizedProfiles:
 
     @classmethod
     def load(cls, path: str | Path) -> SizedProfiles:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ProfileError(f"sized profiles file {str(path)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "sized profiles file"), source=str(path))
 
 
 def profile_sizes(source: Any, sizes: Sequence[int],
